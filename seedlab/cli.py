@@ -1,0 +1,71 @@
+"""The `seedlab` command: thin argument handling over the library. Errors: one line, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from seedlab.errors import SeedlabError
+
+
+def _analyze(args) -> int:
+    from seedlab.analysis.analyze import analyze
+    from seedlab.analysis.loader import load_experiment
+    from seedlab.analysis.render import render_summary
+
+    if args.json:  # fail before the (possibly long) loading, and never leave a half-written file
+        parent = Path(args.json).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise SeedlabError(f"--json directory {parent} does not exist")
+    loaded = load_experiment(args.experiment, args.tracking_uri)
+    result = analyze(loaded)
+    print(render_summary(result))
+    if args.json:
+        target = Path(args.json)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2, allow_nan=False))
+        tmp.replace(target)
+        print(f"\nJSON written to {target}")
+    return 0
+
+
+def _ui(args) -> int:
+    from seedlab.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    url = f"http://127.0.0.1:{args.port}"
+    print(f"MLflow UI for {uri} at {url}  (Ctrl-C to stop)", flush=True)
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                               "--host", "127.0.0.1", "--port", str(args.port)])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seedlab", description="How much of a result is the random seed.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("analyze", help="instability statistics of an experiment's trial runs")
+    p.add_argument("--experiment", required=True, help="MLflow experiment name (a sweep writes <sweep>-<profile>)")
+    p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else ./mlruns")
+    p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    p.set_defaults(func=_analyze)
+    p = sub.add_parser("ui", help="start the MLflow UI on the local store and print its URL")
+    p.add_argument("--tracking-uri")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=_ui)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SeedlabError as exc:
+        print(f"seedlab: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Sweeps: a declared grid of (task x model x pretraining seed x fine-tuning seed) run through Ray Tune.
+
+A sweep file (sweeps/*.py) declares `SweepSpec` profiles and calls `sweep_main`; it holds no training
+code. `run_sweep` validates the spec, opens the MLflow experiment and a parent run, skips cells whose trial
+key already has a FINISHED run, and runs the rest with `ray.tune.Tuner` + `tune.grid_search`, per-trial
+resources from a callable (CPUs and a GPU fraction per model size) and `FailureConfig` retries.
+The same code runs locally (Ray started in-process) and under `ray job submit` (RAY_ADDRESS set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from seedlab.errors import SeedlabError, choice_error
+from seedlab.finetune import Hyperparameters
+from seedlab.models import BERT_SIZES, validate_model
+from seedlab.tasks import TASKS, get_task
+
+# GPU fraction per size, so several small trials share one GPU (the paper profile on a GPU cluster).
+DEFAULT_GPU_FRACTION = {"tiny": 0.125, "mini": 0.125, "small": 0.25, "medium": 0.25, "base": 0.5, "large": 1.0}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    tasks: tuple[str, ...]
+    models: tuple[str, ...]
+    pretrain_seeds: tuple[int, ...]
+    finetune_seeds: tuple[int, ...]
+    hparams: dict = field(default_factory=dict)  # Hyperparameters fields
+    data: dict = field(default_factory=dict)  # max_train, max_eval, data_seed
+    cpus_per_trial: float = 1.0
+    gpu_fraction: dict = field(default_factory=lambda: dict(DEFAULT_GPU_FRACTION))  # per model; others: 1.0
+    max_failures: int = 2  # retries per trial (FailureConfig)
+    pretrained: bool = False  # fine-tune from seedlab-pretrained checkpoints
+    description: str = ""
+
+    def validate(self) -> None:
+        """Every option checked before anything launches; one-line errors naming the valid values."""
+        if not self.tasks or not self.models or not self.pretrain_seeds or not self.finetune_seeds:
+            raise SeedlabError(f"sweep {self.name!r} has an empty axis (tasks, models and both seed lists need values)")
+        for task in self.tasks:
+            get_task(task)
+        for model in self.models:
+            validate_model(model)
+        for seed in (*self.pretrain_seeds, *self.finetune_seeds):
+            if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+                raise SeedlabError(f"invalid seed {seed!r} (valid: non-negative integers)")
+        unknown = set(self.hparams) - set(Hyperparameters.__dataclass_fields__)
+        if unknown:
+            raise SeedlabError(f"unknown hyperparameter(s) {sorted(unknown)} "
+                               f"(valid: {', '.join(Hyperparameters.__dataclass_fields__)})")
+        if self.cpus_per_trial <= 0 or self.max_failures < 0:
+            raise SeedlabError("cpus_per_trial must be > 0 and max_failures >= 0")
+
+    def cells(self) -> list[dict]:
+        return [
+            {"task": t, "model": m, "pretrain_seed": p, "finetune_seed": f, "hparams": dict(self.hparams),
+             "data": dict(self.data), "pretrained": self.pretrained}
+            for t in self.tasks for m in self.models for p in self.pretrain_seeds for f in self.finetune_seeds
+        ]
+
+    def resources(self, use_gpu: bool):
+        """The per-trial resource callable handed to `tune.with_resources`."""
+        from ray.tune import PlacementGroupFactory
+
+        def for_trial(config: dict):
+            gpu = self.gpu_fraction.get(config["cell"]["model"], 1.0) if use_gpu else 0
+            return PlacementGroupFactory([{"CPU": self.cpus_per_trial, "GPU": gpu}])
+
+        return for_trial
+
+
+class SweepProgress:
+    """Live progress: trials done / running / failed and an ETA, one line per change."""
+
+    def __init__(self, name: str, total: int, out=sys.stdout):
+        self.name, self.total, self.out = name, total, out
+        self.done = self.failed = 0
+        self.running: dict[str, float] = {}
+        self.durations: list[float] = []
+        self.start = time.time()
+
+    def started(self, trial_id: str) -> None:
+        self.running[trial_id] = time.time()
+        self.show()
+
+    def finished(self, trial_id: str, ok: bool) -> None:
+        began = self.running.pop(trial_id, None)
+        if ok:
+            self.done += 1
+            if began is not None:
+                self.durations.append(time.time() - began)
+        else:
+            self.failed += 1
+        self.show()
+
+    def eta_seconds(self) -> float | None:
+        if not self.durations:
+            return None
+        remaining = self.total - self.done - self.failed
+        parallel = max(1, len(self.running))
+        return remaining * (sum(self.durations) / len(self.durations)) / parallel
+
+    def show(self) -> None:
+        eta = self.eta_seconds()
+        eta_text = "ETA --" if eta is None else f"ETA {int(eta // 60)}m{int(eta % 60):02d}s"
+        elapsed = int(time.time() - self.start)
+        print(f"[{self.name}] done {self.done}/{self.total} | running {len(self.running)} | failed {self.failed} | "
+              f"{eta_text} | elapsed {elapsed // 60}m{elapsed % 60:02d}s", file=self.out, flush=True)
+
+
+def _tune_callback(progress: SweepProgress):
+    from ray import tune
+
+    class Callback(tune.Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            progress.started(trial.trial_id)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            progress.finished(trial.trial_id, ok=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            progress.finished(trial.trial_id, ok=False)
+
+    return Callback()
+
+
+@dataclass
+class SweepResult:
+    experiment: str
+    experiment_id: str
+    parent_run_id: str | None
+    total_cells: int
+    skipped: int
+    finished: int
+    failed: int
+
+
+def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str | None = None,
+              max_concurrent: int | None = None, out=sys.stdout) -> SweepResult:
+    import ray
+    from ray import tune
+
+    from seedlab.tracking import client, finished_trial_runs, get_or_create_experiment, git_commit, \
+        resolve_tracking_uri, retry, start_sweep_run
+    from seedlab.trial import run_trial, trial_key
+
+    spec.validate()
+    experiment = experiment or spec.name
+    uri = resolve_tracking_uri(tracking_uri)
+    store = client(uri)
+    experiment_id = get_or_create_experiment(store, experiment, uri)
+    cells = spec.cells()
+    done = finished_trial_runs(store, experiment_id)
+    todo = [c for c in cells if trial_key(c) not in done]
+    print(f"[{spec.name}] experiment {experiment!r} at {uri}: {len(cells)} cells, "
+          f"{len(cells) - len(todo)} already finished, {len(todo)} to run", file=out, flush=True)
+    if not todo:
+        return SweepResult(experiment, experiment_id, None, len(cells), len(cells), 0, 0)
+
+    if not ray.is_initialized():
+        # RAY_ADDRESS (set by `ray job submit`) connects to the cluster; otherwise a local runtime starts.
+        ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level="WARNING", include_dashboard=False
+                 if not os.environ.get("RAY_ADDRESS") else None, configure_logging=True)
+    use_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    params = {"profile": spec.name, "tasks": ",".join(spec.tasks), "models": ",".join(spec.models),
+              "pretrain_seeds": ",".join(map(str, spec.pretrain_seeds)),
+              "finetune_seeds": ",".join(map(str, spec.finetune_seeds)), "cells": len(cells), "use_gpu": use_gpu,
+              **{f"hp_{k}": v for k, v in spec.hparams.items()}, **{f"data_{k}": v for k, v in spec.data.items()}}
+    parent = start_sweep_run(store, experiment_id, spec.name, params)
+    context = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent, "sweep": spec.name,
+               "git_commit": git_commit()}
+    progress = SweepProgress(spec.name, len(todo), out)
+    tuner = tune.Tuner(
+        tune.with_resources(run_trial, spec.resources(use_gpu)),
+        param_space={"cell": tune.grid_search(todo), "context": context},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+        run_config=tune.RunConfig(
+            name=f"{experiment}-{parent[:8]}",
+            storage_path=os.environ.get("SEEDLAB_RAY_STORAGE"),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            callbacks=[_tune_callback(progress)],
+            verbose=0,
+        ),
+    )
+    results = tuner.fit()
+    failed = sum(1 for r in results if r.error is not None)
+    retry(store.set_terminated, parent, "FAILED" if failed else "FINISHED")
+    print(f"[{spec.name}] finished: {len(todo) - failed} trials logged, {failed} failed "
+          f"(experiment {experiment!r})", file=out, flush=True)
+    return SweepResult(experiment, experiment_id, parent, len(cells), len(cells) - len(todo), len(todo) - failed,
+                       failed)
+
+
+def sweep_main(profiles: dict[str, SweepSpec], default_experiment: str, argv=None) -> int:
+    """The command line every sweep file shares: --profile, --experiment, --tracking-uri, --dry-run."""
+    parser = argparse.ArgumentParser(description="Run a seedlab sweep")
+    parser.add_argument("--profile", default="smoke", help=f"one of: {', '.join(profiles)}")
+    parser.add_argument("--experiment", help="MLflow experiment name (default: <sweep>-<profile>)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)")
+    parser.add_argument("--max-concurrent", type=int, help="cap on trials running at once")
+    parser.add_argument("--dry-run", action="store_true", help="validate and print the grid; launch nothing")
+    args = parser.parse_args(argv)
+    try:
+        if args.profile not in profiles:
+            raise choice_error("profile", args.profile, list(profiles))
+        spec = profiles[args.profile]
+        spec.validate()
+        if args.max_concurrent is not None and args.max_concurrent < 1:
+            raise SeedlabError(f"invalid --max-concurrent {args.max_concurrent} (valid: an integer >= 1)")
+        experiment = args.experiment or f"{default_experiment}-{args.profile}"
+        if args.dry_run:
+            cells = spec.cells()
+            print(f"{spec.name}: {len(cells)} cells -> experiment {experiment!r}")
+            for cell in cells:
+                print(f"  {cell['task']}/{cell['model']}/p{cell['pretrain_seed']}/f{cell['finetune_seed']}")
+            return 0
+        result = run_sweep(spec, experiment, args.tracking_uri, args.max_concurrent)
+    except SeedlabError as exc:
+        print(f"seedlab: {exc}", file=sys.stderr)
+        return 2
+    return 1 if result.failed else 0
+
+
+__all__ = ["SweepSpec", "run_sweep", "sweep_main", "BERT_SIZES", "TASKS"]

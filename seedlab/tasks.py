@@ -1,0 +1,190 @@
+"""The task registry: GLUE and SuperGLUE tasks as (train, eval) `datasets.Dataset` pairs.
+
+Every loaded split has the same columns: `instance_id` (string, stable across runs), `text_a`, `text_b`
+(may be empty) and `label` (int class id, or float for regression). Data comes from the local data
+directory (`seedlab.paths.local_data_dir`) when it has the task, else from the Hugging Face hub.
+
+Tasks with only one labelled split available offline (QNLI, MNLI, BoolQ) are split deterministically by
+a hash of each instance id: `sha256(instance_id) mod 100 < 20` goes to eval, the rest to train. The rule
+depends on the id alone, so it never changes with file order, and no instance is ever in both splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seedlab.errors import SeedlabError, choice_error
+from seedlab.paths import local_data_dir
+
+EVAL_SPLIT = "validation"  # the split name used in artifact paths: predictions/validation.parquet
+HASH_EVAL_PERCENT = 20
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    hub_path: str  # e.g. "nyu-mll/glue"
+    hub_config: str  # e.g. "sst2"
+    hub_eval_split: str
+    labels: tuple[str, ...] | None  # class names in id order; None for regression
+    metrics: tuple[str, ...]  # first one is the headline metric
+    local_dir: str | None  # relative to the data dir; None: hub only
+    local_train: str | None  # file name, or None when the task must be hash-split
+    local_eval: str | None
+    text_columns: tuple[str, str | None] = ("sentence", None)  # (text_a, text_b) source columns
+    label_column: str = "label"
+    read_options: dict = field(default_factory=dict)  # pandas read_csv options for TSV files
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.labels is None else len(self.labels)
+
+
+_TSV = {"sep": "\t", "quoting": 3, "keep_default_na": False}
+
+TASKS: dict[str, TaskSpec] = {
+    t.name: t
+    for t in [
+        TaskSpec("sst2", "nyu-mll/glue", "sst2", "validation", ("negative", "positive"), ("accuracy",),
+                 "glue/SST-2", "train.tsv", "dev.tsv", read_options=_TSV),
+        TaskSpec("cola", "nyu-mll/glue", "cola", "validation", ("unacceptable", "acceptable"), ("mcc", "accuracy"),
+                 "glue/CoLA", "train.tsv", "dev.tsv",
+                 read_options={**_TSV, "header": None, "column_names": ["source", "label", "orig", "sentence"]}),
+        TaskSpec("mrpc", "nyu-mll/glue", "mrpc", "validation", ("not_equivalent", "equivalent"), ("accuracy", "f1"),
+                 "glue/MRPC", "train.tsv", "dev.tsv", text_columns=("#1 String", "#2 String"),
+                 label_column="Quality", read_options={**_TSV, "encoding": "utf-8-sig"}),
+        TaskSpec("rte", "nyu-mll/glue", "rte", "validation", ("entailment", "not_entailment"), ("accuracy",),
+                 "glue/RTE", "train.tsv", "dev.tsv", text_columns=("sentence1", "sentence2"), read_options=_TSV),
+        TaskSpec("qnli", "nyu-mll/glue", "qnli", "validation", ("entailment", "not_entailment"), ("accuracy",),
+                 "glue/QNLI", None, "dev.tsv", text_columns=("question", "sentence"), read_options=_TSV),
+        TaskSpec("mnli", "nyu-mll/glue", "mnli", "validation_matched", ("entailment", "neutral", "contradiction"),
+                 ("accuracy",), "glue/MNLI", None, "dev_matched.tsv", text_columns=("sentence1", "sentence2"),
+                 label_column="gold_label", read_options=_TSV),
+        TaskSpec("stsb", "nyu-mll/glue", "stsb", "validation", None, ("pearson", "spearman"),
+                 "glue/STS-B", "train.tsv", "dev.tsv", text_columns=("sentence1", "sentence2"),
+                 label_column="score", read_options=_TSV),
+        TaskSpec("qqp", "nyu-mll/glue", "qqp", "validation", ("not_duplicate", "duplicate"), ("accuracy", "f1"),
+                 None, None, None, text_columns=("question1", "question2")),
+        TaskSpec("boolq", "aps/super_glue", "boolq", "validation", ("false", "true"), ("accuracy",),
+                 "superglue/BoolQ", None, "val.jsonl", text_columns=("question", "passage")),
+        TaskSpec("cb", "aps/super_glue", "cb", "validation", ("entailment", "contradiction", "neutral"),
+                 ("accuracy", "f1_macro"), "superglue/CB", "train.jsonl", "val.jsonl",
+                 text_columns=("premise", "hypothesis")),
+        # COPA as sentence-pair classification: text_a = premise + question, text_b = both choices;
+        # label 0 = choice1, 1 = choice2.
+        TaskSpec("copa", "aps/super_glue", "copa", "validation", ("choice1", "choice2"), ("accuracy",),
+                 "superglue/COPA", "train.jsonl", "val.jsonl", text_columns=("premise", "choices")),
+    ]
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise choice_error("task", name, sorted(TASKS)) from None
+
+
+def hash_split_is_eval(instance_id: str) -> bool:
+    """The documented deterministic train/eval rule for single-split tasks."""
+    digest = hashlib.sha256(instance_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100 < HASH_EVAL_PERCENT
+
+
+def _normalise(spec: TaskSpec, ds, id_prefix: str):
+    """Map a raw split to the common columns (instance_id, text_a, text_b, label)."""
+    label_ids = {name: i for i, name in enumerate(spec.labels)} if spec.labels else None
+    col_a, col_b = spec.text_columns
+
+    def convert(row, index):
+        if spec.name == "copa":
+            text_a = f"{row['premise']} What was the {row['question']}?"
+            text_b = f"{row['choice1']} {row['choice2']}"
+        else:
+            text_a = str(row[col_a])
+            text_b = "" if col_b is None else str(row[col_b])
+        raw = row[spec.label_column]
+        if label_ids is None:
+            label = float(raw)
+        elif isinstance(raw, bool):
+            label = int(raw)
+        elif isinstance(raw, str) and not raw.lstrip("-").isdigit():
+            label = label_ids[raw]
+        else:
+            label = int(raw)
+        ident = row.get("idx", index)
+        return {"instance_id": f"{id_prefix}-{int(ident):06d}", "text_a": text_a, "text_b": text_b, "label": label}
+
+    import datasets
+
+    features = datasets.Features(
+        instance_id=datasets.Value("string"),
+        text_a=datasets.Value("string"),
+        text_b=datasets.Value("string"),
+        label=datasets.Value("float32" if spec.is_regression else "int64"),
+    )
+    return ds.map(convert, with_indices=True, remove_columns=ds.column_names, features=features,
+                  load_from_cache_file=False)
+
+
+def _read_local(spec: TaskSpec, directory: Path, filename: str):
+    import datasets
+
+    path = str(directory / filename)
+    if filename.endswith(".jsonl"):
+        return datasets.load_dataset("json", data_files={"data": path}, split="data")
+    return datasets.load_dataset("csv", data_files={"data": path}, split="data", **spec.read_options)
+
+
+def _subsample(ds, limit: int | None, data_seed: int):
+    """The same subset for every run: it depends on `data_seed` (fixed per sweep), not on the trial's seeds."""
+    if limit is None or limit >= len(ds):
+        return ds
+    order = np.random.default_rng(data_seed).permutation(len(ds))[:limit]
+    return ds.select(np.sort(order))
+
+
+def load_task(
+    name: str, max_train: int | None = None, max_eval: int | None = None, data_seed: int = 0, source: str = "auto"
+):
+    """Return (train, eval) datasets for a task. `source`: "auto" (local if present, else hub), "local" or "hub"."""
+    spec = get_task(name)
+    data_dir = local_data_dir()
+    local = data_dir / spec.local_dir if (data_dir and spec.local_dir) else None
+    if source not in ("auto", "local", "hub"):
+        raise choice_error("data source", source, ["auto", "local", "hub"])
+    use_local = source == "local" or (source == "auto" and local is not None and local.is_dir())
+    if use_local:
+        if local is None or not local.is_dir():
+            raise SeedlabError(f"task {name!r} has no local data (looked in {data_dir}); use source='hub'")
+        train, evaluation = _load_local(spec, local)
+    else:
+        if os.environ.get("HF_DATASETS_OFFLINE") == "1":
+            raise SeedlabError(f"task {name!r} is not in the local data dir and HF_DATASETS_OFFLINE=1")
+        train, evaluation = _load_hub(spec)
+    return _subsample(train, max_train, data_seed), _subsample(evaluation, max_eval, data_seed)
+
+
+def _load_local(spec: TaskSpec, directory: Path):
+    evaluation = _normalise(spec, _read_local(spec, directory, spec.local_eval), "dev")
+    if spec.local_train is not None:
+        train = _normalise(spec, _read_local(spec, directory, spec.local_train), "train")
+        return train, evaluation
+    is_eval = np.array([hash_split_is_eval(i) for i in list(evaluation["instance_id"])])
+    return evaluation.select(np.flatnonzero(~is_eval)), evaluation.select(np.flatnonzero(is_eval))
+
+
+def _load_hub(spec: TaskSpec):
+    import datasets
+
+    raw = datasets.load_dataset(spec.hub_path, spec.hub_config)
+    return _normalise(spec, raw["train"], "train"), _normalise(spec, raw[spec.hub_eval_split], "dev")

@@ -1,0 +1,141 @@
+"""One trial: a plain function of its grid cell. Resolve task and model, fine-tune with its seeds,
+predict, log one MLflow run. It knows nothing of the grid around it.
+
+A cell is a dict: task, model, pretrain_seed, finetune_seed, optional init/order/dropout seed overrides,
+`hparams` (see `seedlab.finetune.Hyperparameters`) and `data` (max_train, max_eval, data_seed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seedlab import __version__
+from seedlab.finetune import Hyperparameters, encode, finetune, predict
+from seedlab.seeds import trial_seeds
+from seedlab.tasks import EVAL_SPLIT, get_task, load_task
+
+DATA_DEFAULTS = {"max_train": None, "max_eval": None, "data_seed": 0}
+
+
+def resolve_cell(cell: dict) -> dict:
+    """The canonical form of a cell: every seed resolved, every hyperparameter and data setting explicit."""
+    seeds = trial_seeds(cell["finetune_seed"], cell.get("init_seed"), cell.get("order_seed"), cell.get("dropout_seed"))
+    return {
+        "task": cell["task"],
+        "model": cell["model"],
+        "pretrain_seed": int(cell["pretrain_seed"]),
+        "finetune_seed": int(cell["finetune_seed"]),
+        **seeds,
+        "hparams": Hyperparameters(**cell.get("hparams", {})).as_params(),
+        "data": {**DATA_DEFAULTS, **cell.get("data", {})},
+        "pretrained": bool(cell.get("pretrained", False)),
+    }
+
+
+def trial_key(cell: dict) -> str:
+    """A deterministic id of the computation a cell describes: equal cells, equal keys."""
+    canonical = json.dumps(resolve_cell(cell), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+def run_name(cell: dict) -> str:
+    return f"{cell['task']}/{cell['model']}/p{cell['pretrain_seed']}/f{cell['finetune_seed']}"
+
+
+@dataclass
+class TrialOutcome:
+    params: dict
+    metrics: dict  # eval_<metric> -> value
+    loss_curve: list
+    timings: dict  # seconds: setup, train, eval
+    instance_ids: np.ndarray
+    labels: np.ndarray
+    predictions: np.ndarray
+    probs: np.ndarray | None
+
+
+def execute_trial(cell: dict, device: str | None = None) -> TrialOutcome:
+    """Fine-tune and predict for one cell; no tracking. Deterministic on CPU."""
+    import torch
+
+    from seedlab.checkpoints import find_checkpoint
+    from seedlab.metrics import score
+    from seedlab.models import resolve_model
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    c = resolve_cell(cell)
+    spec = get_task(c["task"])
+    hp = Hyperparameters(**c["hparams"])
+    t0 = time.perf_counter()
+    train_ds, eval_ds = load_task(c["task"], c["data"]["max_train"], c["data"]["max_eval"], c["data"]["data_seed"])
+    checkpoint = find_checkpoint(c["model"], c["pretrain_seed"]) if c["pretrained"] else None
+    resolved = resolve_model(c["model"], c["pretrain_seed"], spec.num_labels, c["init_seed"], checkpoint)
+    train_enc = encode(train_ds, resolved.tokenizer, hp.max_seq_length)
+    eval_enc = encode(eval_ds, resolved.tokenizer, hp.max_seq_length)
+    setup = time.perf_counter() - t0
+    result = finetune(resolved.model, train_enc, hp, c["order_seed"], c["dropout_seed"], device)
+    t1 = time.perf_counter()
+    predictions, probs = predict(resolved.model, eval_enc, device)
+    eval_seconds = time.perf_counter() - t1
+    labels = eval_enc.labels
+    metrics = {f"eval_{name}": score(name, labels, predictions) for name in spec.metrics}
+    params = {
+        "task": c["task"], "model": c["model"], "pretrain_seed": c["pretrain_seed"],
+        "finetune_seed": c["finetune_seed"], "init_seed": c["init_seed"], "order_seed": c["order_seed"],
+        "dropout_seed": c["dropout_seed"], **c["hparams"], **c["data"], "init_source": resolved.init_source,
+        "device": device, "num_train": len(train_ds), "num_eval": len(eval_ds), "train_steps": result.steps,
+    }
+    timings = {"setup": setup, "train": result.train_seconds, "eval": eval_seconds}
+    return TrialOutcome(params, metrics, result.loss_curve, timings, np.asarray(list(eval_ds["instance_id"])),
+                        labels, predictions, probs)
+
+
+def run_trial(config: dict) -> dict:
+    """The Ray Tune trainable. `config`: {"cell": ..., "context": {tracking_uri, experiment_id, parent_run_id,
+    sweep, git_commit}}. Skips cells already FINISHED in the store (so retries never duplicate a run)."""
+    from seedlab.predictions import write_predictions
+    from seedlab.tracking import TAG_GIT, TAG_KIND, TAG_SWEEP, TAG_TRIAL_KEY, TAG_VERSION, client, log_run
+
+    cell, ctx = config["cell"], config["context"]
+    key = trial_key(cell)
+    store = client(ctx["tracking_uri"])
+    existing = store.search_runs(
+        [ctx["experiment_id"]],
+        filter_string=f"tags.`{TAG_TRIAL_KEY}` = '{key}' and attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    if existing:
+        return _report({"skipped": 1, "run_id": existing[0].info.run_id})
+    started = time.perf_counter()
+    outcome = execute_trial(cell)
+    # Results are written locally first and kept if logging fails, so a retry can see what was computed.
+    out_dir = Path(tempfile.mkdtemp(prefix=f"seedlab-{key}-"))
+    parquet = write_predictions(out_dir / f"{EVAL_SPLIT}.parquet", outcome.instance_ids, outcome.labels,
+                                outcome.predictions, outcome.probs)
+    t_log = time.perf_counter()
+    metrics = [(k, v, 0) for k, v in outcome.metrics.items()]
+    metrics += [("train_loss", loss, step) for step, loss in outcome.loss_curve]
+    metrics += [(f"time_{k}_s", v, 0) for k, v in outcome.timings.items()]
+    tags = {TAG_KIND: "trial", TAG_SWEEP: ctx["sweep"], TAG_TRIAL_KEY: key, TAG_GIT: ctx.get("git_commit", "unknown"),
+            TAG_VERSION: __version__}
+    run_id = log_run(store, ctx["experiment_id"], run_name(cell), outcome.params, metrics, tags,
+                     {"predictions": str(parquet)}, parent_run_id=ctx.get("parent_run_id"))
+    log_seconds = time.perf_counter() - t_log
+    return _report({**outcome.metrics, "run_id": run_id, "skipped": 0, "time_log_s": log_seconds,
+                    "time_trial_s": time.perf_counter() - started,
+                    **{f"time_{k}_s": v for k, v in outcome.timings.items()}})
+
+
+def _report(result: dict) -> dict:
+    from ray import tune
+
+    tune.report(result)
+    return result
