@@ -1,0 +1,285 @@
+"""Task metrics shared by training trials and the analyzer.
+
+Every metric has two forms:
+
+* a scalar form ``f(labels, preds) -> float`` (``accuracy``, ``f1``, ``mcc``, ``pearson``, ``spearman``),
+  validated like scikit-learn's metric functions;
+* a batched form, ``batched(name)``, that computes the metric along the last axis of broadcastable
+  arrays ``labels[..., m]`` and ``preds[..., m]`` and returns an array of shape ``[...]``. The bootstrap
+  code uses it to score many resamples at once.
+
+The scalar form is the batched form applied to 1-D arrays, so the two can never disagree.
+
+Conventions (the same as scikit-learn / scipy unless stated):
+
+* ``f1`` is binary with positive class 1; labels and predictions must lie in {0, 1}. When there are no
+  true and no predicted positives (2TP + FP + FN = 0) it returns 0.0, like scikit-learn's
+  ``zero_division`` default.
+* ``mcc`` is the multi-class Matthews correlation coefficient (Gorodkin 2004), identical to
+  ``sklearn.metrics.matthews_corrcoef``; it returns 0.0 when its denominator is 0.
+* ``pearson`` and ``spearman`` return NaN when either input is constant (the correlation is undefined),
+  where scipy would warn and also return NaN. ``spearman`` ranks with average ranks for ties, like
+  ``scipy.stats.spearmanr``.
+
+Pure numpy/scipy; no training or tracking imports.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy.stats import rankdata
+
+__all__ = [
+    "accuracy",
+    "f1",
+    "f1_macro",
+    "mcc",
+    "pearson",
+    "spearman",
+    "batched",
+    "score",
+    "METRICS",
+    "ALL_METRIC_NAMES",
+    "BATCHED_METRICS",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# batched implementations: metric along the last axis
+# --------------------------------------------------------------------------------------------------
+
+
+def _broadcast(labels, preds) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels)
+    preds = np.asarray(preds)
+    if labels.ndim == 0 or preds.ndim == 0:
+        raise ValueError("labels and preds must have at least one axis (the instance axis is the last)")
+    if labels.shape[-1] != preds.shape[-1]:
+        raise ValueError(
+            f"labels and preds differ in length along the last axis ({labels.shape[-1]} != {preds.shape[-1]})"
+        )
+    if labels.shape[-1] == 0:
+        raise ValueError("labels and preds are empty; a metric needs at least one instance")
+    try:
+        labels, preds = np.broadcast_arrays(labels, preds)
+    except ValueError:
+        raise ValueError(
+            f"labels {labels.shape} and preds {preds.shape} do not broadcast; leading axes must broadcast"
+        ) from None
+    return labels, preds
+
+
+def _batched_accuracy(labels, preds) -> np.ndarray:
+    """Fraction of positions with ``labels == preds`` along the last axis."""
+    labels, preds = _broadcast(labels, preds)
+    return np.mean(labels == preds, axis=-1)
+
+
+def _check_binary(labels: np.ndarray, preds: np.ndarray, name: str) -> None:
+    for what, arr in (("labels", labels), ("preds", preds)):
+        bad = (arr != 0) & (arr != 1)
+        if np.any(bad):
+            raise ValueError(
+                f"{name} is binary (positive class 1): {what} must be 0 or 1, found {np.unique(arr[bad])[:5].tolist()}"
+            )
+
+
+def _batched_f1(labels, preds) -> np.ndarray:
+    """Binary F1 of the positive class 1: 2TP / (2TP + FP + FN); 0.0 when that denominator is 0."""
+    labels, preds = _broadcast(labels, preds)
+    _check_binary(labels, preds, "f1")
+    y = labels == 1
+    p = preds == 1
+    tp = np.sum(y & p, axis=-1).astype(np.float64)
+    fp = np.sum(~y & p, axis=-1)
+    fn = np.sum(y & ~p, axis=-1)
+    den = 2.0 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den > 0, 2.0 * tp / np.where(den > 0, den, 1.0), 0.0)
+    return out
+
+
+def _mcc_from_counts(correct, total, true_counts, pred_counts) -> np.ndarray:
+    """Gorodkin's multi-class MCC from confusion summaries.
+
+    ``correct`` = trace of the confusion matrix, ``total`` = its sum, ``true_counts[..., c]`` and
+    ``pred_counts[..., c]`` the row and column sums::
+
+        MCC = (correct * total - t . p) / sqrt((total^2 - p . p) (total^2 - t . t))
+
+    returning 0.0 where the denominator is 0 (as scikit-learn does).
+    """
+    correct = np.asarray(correct, dtype=np.float64)
+    total = np.asarray(total, dtype=np.float64)
+    t = np.asarray(true_counts, dtype=np.float64)
+    p = np.asarray(pred_counts, dtype=np.float64)
+    cov_ytyp = correct * total - np.sum(t * p, axis=-1)
+    cov_ypyp = total * total - np.sum(p * p, axis=-1)
+    cov_ytyt = total * total - np.sum(t * t, axis=-1)
+    den = cov_ytyt * cov_ypyp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den > 0, cov_ytyp / np.sqrt(np.where(den > 0, den, 1.0)), 0.0)
+    return out
+
+
+def _batched_mcc(labels, preds) -> np.ndarray:
+    """Multi-class Matthews correlation along the last axis (binary is the 2-class case)."""
+    labels, preds = _broadcast(labels, preds)
+    classes = np.unique(np.concatenate([np.unique(labels), np.unique(preds)]))
+    m = labels.shape[-1]
+    correct = np.sum(labels == preds, axis=-1)
+    t = np.stack([np.sum(labels == c, axis=-1) for c in classes], axis=-1)
+    p = np.stack([np.sum(preds == c, axis=-1) for c in classes], axis=-1)
+    return _mcc_from_counts(correct, np.full(correct.shape, m), t, p)
+
+
+def _corr_last_axis(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation along the last axis, NaN where either side is constant."""
+    x = x.astype(np.float64, copy=False)
+    y = y.astype(np.float64, copy=False)
+    xc = x - x.mean(axis=-1, keepdims=True)
+    yc = y - y.mean(axis=-1, keepdims=True)
+    sxy = np.sum(xc * yc, axis=-1)
+    sxx = np.sum(xc * xc, axis=-1)
+    syy = np.sum(yc * yc, axis=-1)
+    den = np.sqrt(sxx * syy)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den > 0, sxy / np.where(den > 0, den, 1.0), np.nan)
+    return np.clip(r, -1.0, 1.0)
+
+
+def _batched_pearson(labels, preds) -> np.ndarray:
+    """Pearson r along the last axis; NaN for constant input (undefined)."""
+    labels, preds = _broadcast(labels, preds)
+    if labels.shape[-1] < 2:
+        raise ValueError("pearson needs at least 2 instances")
+    return _corr_last_axis(labels, preds)
+
+
+def _batched_spearman(labels, preds) -> np.ndarray:
+    """Spearman rho: Pearson r of average ranks along the last axis; NaN for constant input."""
+    labels, preds = _broadcast(labels, preds)
+    if labels.shape[-1] < 2:
+        raise ValueError("spearman needs at least 2 instances")
+    return _corr_last_axis(rankdata(labels, axis=-1), rankdata(preds, axis=-1))
+
+
+def _batched_f1_macro(labels, preds) -> np.ndarray:
+    """Macro F1: mean over the classes present in labels or preds of 2TP_c / (2TP_c + FP_c + FN_c)."""
+    labels, preds = _broadcast(labels, preds)
+    n_classes = int(max(labels.max(), preds.max())) + 1
+    total = np.zeros(np.broadcast_shapes(labels.shape, preds.shape)[:-1])
+    present = np.zeros_like(total)
+    for c in range(n_classes):
+        is_l, is_p = labels == c, preds == c
+        tp = np.sum(is_l & is_p, axis=-1)
+        denom = np.sum(is_l, axis=-1) + np.sum(is_p, axis=-1)  # = 2TP + FP + FN
+        total = total + np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 0.0)
+        present = present + (denom > 0)
+    return total / present
+
+
+BATCHED_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "accuracy": _batched_accuracy,
+    "f1": _batched_f1,
+    "f1_macro": _batched_f1_macro,
+    "mcc": _batched_mcc,
+    "pearson": _batched_pearson,
+    "spearman": _batched_spearman,
+}
+
+ALL_METRIC_NAMES: tuple[str, ...] = tuple(BATCHED_METRICS)
+
+
+def batched(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Batched form of metric ``name``: ``f(labels[..., m], preds[..., m]) -> array[...]``.
+
+    The metric is computed along the last axis; leading axes broadcast. Valid names: ``ALL_METRIC_NAMES``.
+    """
+    try:
+        return BATCHED_METRICS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown metric {name!r} (valid: {', '.join(ALL_METRIC_NAMES)})") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# scalar forms
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_1d(labels, preds) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels)
+    preds = np.asarray(preds)
+    if labels.ndim != 1 or preds.ndim != 1:
+        raise ValueError(f"labels and preds must be 1-D, got shapes {labels.shape} and {preds.shape}")
+    if labels.shape[0] != preds.shape[0]:
+        raise ValueError(f"labels and preds differ in length ({labels.shape[0]} != {preds.shape[0]})")
+    if labels.shape[0] == 0:
+        raise ValueError("labels and preds are empty; a metric needs at least one instance")
+    return labels, preds
+
+
+def accuracy(labels, preds) -> float:
+    """Accuracy: (1/m) sum_k [preds_k == labels_k]."""
+    labels, preds = _check_1d(labels, preds)
+    return float(_batched_accuracy(labels, preds))
+
+
+def f1(labels, preds) -> float:
+    """Binary F1 of class 1: 2TP / (2TP + FP + FN), 0.0 if there are no positives at all.
+
+    Equal to ``sklearn.metrics.f1_score(labels, preds)`` (GLUE MRPC/QQP).
+    """
+    labels, preds = _check_1d(labels, preds)
+    return float(_batched_f1(labels, preds))
+
+
+def f1_macro(labels, preds) -> float:
+    """Macro-averaged F1 over the classes present in labels or preds (SuperGLUE CB).
+
+    Equal to ``sklearn.metrics.f1_score(labels, preds, average="macro")``.
+    """
+    labels, preds = _check_1d(labels, preds)
+    return float(_batched_f1_macro(labels, preds))
+
+
+def mcc(labels, preds) -> float:
+    """Matthews correlation coefficient, multi-class (Gorodkin 2004); 0.0 when undefined.
+
+    Equal to ``sklearn.metrics.matthews_corrcoef(labels, preds)`` (GLUE CoLA).
+    """
+    labels, preds = _check_1d(labels, preds)
+    return float(_batched_mcc(labels, preds))
+
+
+def pearson(labels, preds) -> float:
+    """Pearson correlation r = cov(y, yhat) / (sd(y) sd(yhat)); NaN if either is constant (STS-B)."""
+    labels, preds = _check_1d(labels, preds)
+    return float(_batched_pearson(labels, preds))
+
+
+def spearman(labels, preds) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN if either is constant (STS-B)."""
+    labels, preds = _check_1d(labels, preds)
+    return float(_batched_spearman(labels, preds))
+
+
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "accuracy": accuracy,
+    "f1": f1,
+    "f1_macro": f1_macro,
+    "mcc": mcc,
+    "pearson": pearson,
+    "spearman": spearman,
+}
+
+
+def score(name: str, labels, preds) -> float:
+    """Scalar metric ``name`` of ``preds`` against ``labels``. Valid names: ``ALL_METRIC_NAMES``."""
+    try:
+        fn = METRICS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown metric {name!r} (valid: {', '.join(ALL_METRIC_NAMES)})") from None
+    return fn(labels, preds)

@@ -1,0 +1,74 @@
+"""Statistics of seed experiments: pure numpy/scipy functions over arrays (no training, no tracking).
+
+Modules:
+    design           RunTable / SeedGrid data model and design reports
+    agreement        prediction-level instability (SD, PD, JSD, Fleiss' kappa, consistency) and validity checks
+    representations  SVCCA, orthogonal Procrustes and linear-CKA distances between hidden states
+    zhong            instance-level comparison of sizes (Zhong et al. 2021)
+    multibootstrap   the MultiBERTs Multi-Bootstrap (Sellam et al. 2022)
+    simulate         a known generative model with exact truths, for tests
+"""
+
+from seedlab.stats.agreement import (
+    agreement_pairwise,
+    consistency_all,
+    fleiss_kappa,
+    instability_measures,
+    label_counts,
+    mean_pairwise_jsd,
+    measure_agreement,
+    pairwise_disagreement,
+    ranking_agreement,
+    subsample_insensitivity,
+    summarize_metric,
+)
+from seedlab.stats.design import STANDARD_METHOD, RunTable, SeedGrid, design_report
+# the function `multibootstrap` is deliberately not re-exported here: it would shadow its module
+# (`seedlab.stats.multibootstrap`); import it as `from seedlab.stats.multibootstrap import multibootstrap`.
+from seedlab.stats.multibootstrap import Estimate, MultiBootstrapResult
+from seedlab.stats.representations import (
+    cka_distance,
+    pairwise_layer_distances,
+    procrustes_distance,
+    svcca_distance,
+)
+from seedlab.stats.zhong import (
+    DecayBound,
+    NoiseDecomposition,
+    decay_lower_bound,
+    fisher_bh_decay,
+    instance_accuracy,
+    momentum,
+    noise_decomposition,
+)
+
+__all__ = [
+    "RunTable",
+    "SeedGrid",
+    "STANDARD_METHOD",
+    "design_report",
+    "summarize_metric",
+    "label_counts",
+    "consistency_all",
+    "agreement_pairwise",
+    "pairwise_disagreement",
+    "mean_pairwise_jsd",
+    "fleiss_kappa",
+    "instability_measures",
+    "subsample_insensitivity",
+    "measure_agreement",
+    "ranking_agreement",
+    "svcca_distance",
+    "procrustes_distance",
+    "cka_distance",
+    "pairwise_layer_distances",
+    "instance_accuracy",
+    "decay_lower_bound",
+    "DecayBound",
+    "fisher_bh_decay",
+    "noise_decomposition",
+    "NoiseDecomposition",
+    "momentum",
+    "MultiBootstrapResult",
+    "Estimate",
+]

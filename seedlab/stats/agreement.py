@@ -1,0 +1,409 @@
+"""Prediction-level (in)stability across runs: macro spread, consistency, agreement, PD, JSD, Fleiss' kappa.
+
+Inputs are the predictions of ``n`` runs on the same ``m`` instances, ``preds`` of shape (n, m) (class
+labels of any hashable numpy dtype), and optionally class probabilities ``probs`` of shape (n, m, C).
+
+Papers:
+    * Bui/Zhou, Savova & Wang, IJCNLP-AACL 2025 (arXiv 2503.07329): macro (mean, SD of the task metric
+      over seeds) and micro (consistency of individual predictions) effects of seeds.
+    * Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778): SD, PD, JSD,
+      1 - Fleiss' kappa and their validity checks (sub-sampling insensitivity; agreement of measures).
+
+All pair-based measures use unordered pairs i < j. Pure numpy/scipy.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy.special import xlogy
+from scipy.stats import kendalltau, pearsonr, spearmanr
+
+__all__ = [
+    "summarize_metric",
+    "label_counts",
+    "consistency_all",
+    "agreement_pairwise",
+    "pairwise_disagreement",
+    "mean_pairwise_jsd",
+    "fleiss_kappa",
+    "instability_measures",
+    "subsample_insensitivity",
+    "measure_agreement",
+    "ranking_agreement",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# validation helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_preds(preds, min_runs: int = 2) -> np.ndarray:
+    preds = np.asarray(preds)
+    if preds.ndim != 2:
+        raise ValueError(f"preds must be 2-D (runs, instances), got shape {preds.shape}")
+    n, m = preds.shape
+    if n < min_runs:
+        raise ValueError(f"preds has {n} run(s); this measure needs at least {min_runs} runs")
+    if m == 0:
+        raise ValueError("preds has no instances; need at least one")
+    return preds
+
+
+def _check_probs(probs, min_runs: int = 2, atol: float = 1e-3) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 3:
+        raise ValueError(f"probs must be 3-D (runs, instances, classes), got shape {probs.shape}")
+    n, m, c = probs.shape
+    if n < min_runs:
+        raise ValueError(f"probs has {n} run(s); this measure needs at least {min_runs} runs")
+    if m == 0 or c < 2:
+        raise ValueError(f"probs needs at least one instance and two classes, got shape {probs.shape}")
+    if not np.all(np.isfinite(probs)) or np.any(probs < 0):
+        raise ValueError("probs must be finite and non-negative")
+    sums = probs.sum(axis=-1)
+    if np.any(np.abs(sums - 1.0) > atol):
+        worst = float(np.max(np.abs(sums - 1.0)))
+        raise ValueError(f"probs must sum to 1 over classes (within {atol}); worst deviation {worst:.3g}")
+    return probs
+
+
+# --------------------------------------------------------------------------------------------------
+# macro level
+# --------------------------------------------------------------------------------------------------
+
+
+def summarize_metric(values, ddof: int = 0) -> dict:
+    """Mean and spread of a task metric over runs (macro level).
+
+    ``sd = sqrt(sum_i (v_i - mean)^2 / (n - ddof))``. Du & Nguyen's code uses the population SD
+    (``ddof=0``, the default); the ddof used is recorded in the result.
+
+    Returns ``dict(n, mean, sd, ddof, min, max)``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.shape[0] == 0:
+        raise ValueError(f"values must be a non-empty 1-D array of per-run metric values, got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("values must be finite")
+    if ddof not in (0, 1) or ddof >= v.shape[0]:
+        raise ValueError(f"ddof must be 0 or 1 and smaller than the number of values ({v.shape[0]}), got {ddof}")
+    return {
+        "n": int(v.shape[0]),
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=ddof)),
+        "ddof": int(ddof),
+        "min": float(v.min()),
+        "max": float(v.max()),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# micro level: label agreement
+# --------------------------------------------------------------------------------------------------
+
+
+def label_counts(preds, n_classes: int | None = None) -> np.ndarray:
+    """Count table ``n_kc`` (m, C): how many runs give instance k label c.
+
+    With ``n_classes`` the labels must be integers in [0, n_classes) and column c is label c; otherwise the
+    columns are the sorted distinct labels that occur. O(n m).
+    """
+    preds = _check_preds(preds, min_runs=1)
+    n, m = preds.shape
+    if n_classes is not None:
+        if preds.dtype.kind not in "iu":
+            raise ValueError(f"with n_classes, preds must be integer labels, got dtype {preds.dtype}")
+        if preds.min() < 0 or preds.max() >= n_classes:
+            raise ValueError(
+                f"with n_classes={n_classes}, labels must lie in [0, {n_classes}), "
+                f"found range [{preds.min()}, {preds.max()}]"
+            )
+        codes = preds.astype(np.int64)
+        c = int(n_classes)
+    else:
+        _, inv = np.unique(preds, return_inverse=True)
+        codes = inv.reshape(n, m)
+        c = int(codes.max()) + 1
+    flat = (np.arange(m)[None, :] * c + codes).ravel()
+    return np.bincount(flat, minlength=m * c).reshape(m, c)
+
+
+def consistency_all(preds) -> float:
+    """Fraction of instances on which all n runs predict the same label ("consistency", reading 1).
+
+    ``(1/m) sum_k [yhat_1k = ... = yhat_nk]``. It falls as n grows, so always report n beside it
+    (``instability_measures`` does). The paper's exact formula is unconfirmed (METHODS.md section 1);
+    ``agreement_pairwise`` is the other reading.
+    """
+    preds = _check_preds(preds)
+    return float(np.mean(np.all(preds == preds[0:1], axis=0)))
+
+
+def agreement_pairwise(preds) -> float:
+    """Mean over unordered run pairs of the fraction of instances with equal labels ("consistency", reading 2).
+
+    Computed from label counts in O(n m): for instance k the share of agreeing pairs is
+    ``sum_c n_kc (n_kc - 1) / (n (n - 1))``; the result is its mean over instances, which equals
+    ``(2 / (n (n-1))) sum_{i<j} (1/m) sum_k [yhat_ik = yhat_jk]`` = 1 - PD.
+    """
+    preds = _check_preds(preds)
+    n = preds.shape[0]
+    counts = label_counts(preds).astype(np.float64)
+    per_instance = np.sum(counts * (counts - 1.0), axis=1) / (n * (n - 1.0))
+    return float(per_instance.mean())
+
+
+def pairwise_disagreement(preds) -> float:
+    """PD (Du & Nguyen 2023): mean over pairs i<j of (1/m) sum_k [yhat_ik != yhat_jk] = 1 - agreement_pairwise."""
+    return 1.0 - agreement_pairwise(preds)
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Shannon entropy (natural log) over the last axis, with 0 log 0 = 0."""
+    return -np.sum(xlogy(p, p), axis=-1)
+
+
+def mean_pairwise_jsd(probs) -> float:
+    """JSD (Du & Nguyen 2023): mean over pairs i<j and instances k of JSD(prob_ik, prob_jk), natural log.
+
+    ``JSD(p, q) = KL(p||M)/2 + KL(q||M)/2 = H(M) - (H(p) + H(q))/2`` with ``M = (p+q)/2``; 0 log 0 = 0,
+    so zero probabilities are fine. The entropies of single runs are computed once; only H(M) needs the
+    pairs, evaluated one run against all later runs at a time (memory O(n m C)). Bounded by log 2.
+    """
+    probs = _check_probs(probs)
+    n, m, _ = probs.shape
+    h = _entropy(probs)  # (n, m)
+    total_hm = 0.0
+    for i in range(n - 1):
+        mix = 0.5 * (probs[i][None, :, :] + probs[i + 1 :])
+        total_hm += float(_entropy(mix).sum())
+    n_pairs = n * (n - 1) / 2.0
+    # each run appears in n-1 pairs
+    total_h = 0.5 * (n - 1) * float(h.sum())
+    jsd = (total_hm - total_h) / (n_pairs * m)
+    return float(max(jsd, 0.0))
+
+
+def fleiss_kappa(preds, n_classes: int | None = None) -> float:
+    """Fleiss' kappa with runs as raters, any number of classes (Du & Nguyen 2023 use 1 - kappa).
+
+    With ``n_kc`` the number of runs giving instance k label c (n runs, m instances)::
+
+        P_k   = (sum_c n_kc^2 - n) / (n (n - 1))
+        Pbar  = mean_k P_k
+        p_c   = sum_k n_kc / (n m)
+        P_e   = sum_c p_c^2
+        kappa = (Pbar - P_e) / (1 - P_e)
+
+    Equal to ``statsmodels.stats.inter_rater.fleiss_kappa(table, method="fleiss")`` on the count table.
+
+    Degenerate case: ``P_e == 1`` happens exactly when every run predicts one and the same label on every
+    instance. Then ``Pbar == 1`` too and kappa is 0/0; statsmodels returns NaN. We return **1.0** (complete
+    agreement, zero instability), because every pair of runs agrees on every instance and the instability
+    measure ``1 - kappa`` should then be 0, not undefined. Classes never predicted have p_c = 0 and change
+    nothing, so ``n_classes`` only validates the labels.
+    """
+    preds = _check_preds(preds)
+    n, m = preds.shape
+    counts = label_counts(preds, n_classes=n_classes).astype(np.float64)
+    p_k = (np.sum(counts * counts, axis=1) - n) / (n * (n - 1.0))
+    p_bar = float(p_k.mean())
+    p_c = counts.sum(axis=0) / (n * m)
+    if np.count_nonzero(p_c) <= 1:
+        return 1.0
+    p_e = float(np.sum(p_c * p_c))
+    return float((p_bar - p_e) / (1.0 - p_e))
+
+
+# --------------------------------------------------------------------------------------------------
+# all measures at once
+# --------------------------------------------------------------------------------------------------
+
+
+def instability_measures(preds, probs=None, metric_values=None, ddof: int = 0) -> dict:
+    """The prediction-level instability measures of one set of runs.
+
+    Returns ``dict(sd, pd, jsd, one_minus_fleiss_kappa, consistency_all, agreement_pairwise, n_runs, ddof)``:
+
+    * ``sd``: SD of ``metric_values`` (one task-metric value per run) with ``ddof`` (default 0, population SD,
+      as Du & Nguyen's code); None without ``metric_values``;
+    * ``pd``: ``pairwise_disagreement``; ``jsd``: ``mean_pairwise_jsd`` (None without ``probs``);
+    * ``one_minus_fleiss_kappa``: 1 - ``fleiss_kappa``;
+    * ``consistency_all`` / ``agreement_pairwise``: the two readings of "consistency" (report ``n_runs``).
+    """
+    preds = _check_preds(preds)
+    n, m = preds.shape
+    sd = None
+    if metric_values is not None:
+        mv = np.asarray(metric_values, dtype=np.float64)
+        if mv.shape != (n,):
+            raise ValueError(f"metric_values must have one value per run, shape ({n},), got {mv.shape}")
+        sd = summarize_metric(mv, ddof=ddof)["sd"]
+    jsd = None
+    if probs is not None:
+        pr = np.asarray(probs)
+        if pr.ndim != 3 or pr.shape[:2] != (n, m):
+            raise ValueError(f"probs must have shape ({n}, {m}, C) to match preds, got {pr.shape}")
+        jsd = mean_pairwise_jsd(pr)
+    agree = agreement_pairwise(preds)
+    return {
+        "sd": sd,
+        "pd": 1.0 - agree,
+        "jsd": jsd,
+        "one_minus_fleiss_kappa": 1.0 - fleiss_kappa(preds),
+        "consistency_all": consistency_all(preds),
+        "agreement_pairwise": agree,
+        "n_runs": int(n),
+        "ddof": int(ddof),
+    }
+
+
+def _as_rng(rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def subsample_insensitivity(
+    preds,
+    probs=None,
+    fractions: Sequence[float] = (0.1, 0.5),
+    draws: int = 10,
+    rng=None,
+    labels=None,
+    metric: str = "accuracy",
+) -> dict:
+    """Du & Nguyen's validity check (a): is a measure insensitive to sub-sampling the test set?
+
+    For each fraction f, draw ``draws`` random instance subsets of size ``max(2, round(f m))`` without
+    replacement and recompute each measure on the subset. A valid measure keeps the subset mean close to
+    the full-set value with a small SD.
+
+    Measures: ``pd``, ``one_minus_fleiss_kappa``, ``consistency_all``, ``agreement_pairwise``, ``jsd`` (with
+    ``probs``), and ``sd`` of the task metric ``metric`` (with ``labels``; population SD).
+
+    Returns ``{"full": {measure: value}, "fractions": {f: {measure: {"mean", "sd", "values"}}},
+    "n_runs", "n_instances", "draws"}``. ``rng`` is a seed or ``np.random.Generator``.
+    """
+    preds = _check_preds(preds)
+    n, m = preds.shape
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    fr = [float(f) for f in fractions]
+    if not fr or any(not (0.0 < f <= 1.0) for f in fr):
+        raise ValueError(f"fractions must lie in (0, 1], got {list(fractions)}")
+    if probs is not None:
+        probs = np.asarray(probs)
+        if probs.ndim != 3 or probs.shape[:2] != (n, m):
+            raise ValueError(f"probs must have shape ({n}, {m}, C) to match preds, got {probs.shape}")
+    if labels is not None:
+        from seedlab import metrics as _metrics
+
+        labels = np.asarray(labels)
+        if labels.shape != (m,):
+            raise ValueError(f"labels must have shape ({m},) to match preds, got {labels.shape}")
+        metric_fn = _metrics.batched(metric)
+
+    def measures(idx) -> dict:
+        p = preds[:, idx]
+        out = {
+            "pd": pairwise_disagreement(p),
+            "one_minus_fleiss_kappa": 1.0 - fleiss_kappa(p),
+            "consistency_all": consistency_all(p),
+            "agreement_pairwise": agreement_pairwise(p),
+        }
+        if probs is not None:
+            out["jsd"] = mean_pairwise_jsd(probs[:, idx])
+        if labels is not None:
+            out["sd"] = float(np.std(metric_fn(labels[idx][None, :], p), ddof=0))
+        return out
+
+    gen = _as_rng(rng)
+    full = measures(np.arange(m))
+    res: dict = {}
+    for f in fr:
+        size = max(2, int(round(f * m)))
+        size = min(size, m)
+        vals: dict[str, list[float]] = {k: [] for k in full}
+        for _ in range(draws):
+            idx = np.sort(gen.choice(m, size=size, replace=False))
+            for k, v in measures(idx).items():
+                vals[k].append(v)
+        res[f] = {
+            k: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "values": [float(x) for x in v]}
+            for k, v in vals.items()
+        }
+    return {"full": full, "fractions": res, "n_runs": int(n), "n_instances": int(m), "draws": int(draws)}
+
+
+def measure_agreement(curves: Mapping[str, Sequence[float]]) -> dict:
+    """Du & Nguyen's validity check (b): agreement among measures as correlation of their layer-wise curves.
+
+    ``curves`` maps a measure name to its values over layers (all the same length L >= 3). For every
+    unordered pair of measures, the Pearson and Spearman correlation of the two curves (``scipy.stats``).
+    A constant curve gives NaN.
+
+    Returns ``{"names": [...], "pearson": (k, k) array, "spearman": (k, k) array, "pairs": [dict(a, b,
+    pearson, spearman, n)]}`` with ones on the diagonals.
+    """
+    if not isinstance(curves, Mapping) or len(curves) < 2:
+        raise ValueError("curves must map at least two measure names to their layer-wise values")
+    names = list(curves)
+    arrs = [np.asarray(curves[k], dtype=np.float64) for k in names]
+    L = arrs[0].shape
+    for k, a in zip(names, arrs):
+        if a.ndim != 1 or a.shape != L:
+            raise ValueError(f"curve {k!r} has shape {a.shape}; all curves must be 1-D of the same length {L}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"curve {k!r} has non-finite values")
+    if L[0] < 3:
+        raise ValueError(f"curves need at least 3 layers to correlate, got {L[0]}")
+    k = len(names)
+    pear = np.eye(k)
+    spear = np.eye(k)
+    pairs = []
+    for i in range(k):
+        for j in range(i + 1, k):
+            a, b = arrs[i], arrs[j]
+            if np.ptp(a) == 0 or np.ptp(b) == 0:
+                r = rho = float("nan")
+            else:
+                r = float(pearsonr(a, b)[0])
+                rho = float(spearmanr(a, b)[0])
+            pear[i, j] = pear[j, i] = r
+            spear[i, j] = spear[j, i] = rho
+            pairs.append({"a": names[i], "b": names[j], "pearson": r, "spearman": rho, "n": int(L[0])})
+    return {"names": names, "pearson": pear, "spearman": spear, "pairs": pairs}
+
+
+def ranking_agreement(scores: Mapping[str, Mapping[str, float]]) -> dict:
+    """Agreement of the rankings of conditions (e.g. mitigation methods) under different measures.
+
+    ``scores[measure][condition]`` is the value of an instability measure for a condition; every measure
+    must score the same conditions (>= 2). For each pair of measures, Kendall's tau-b
+    (``scipy.stats.kendalltau``) between their score vectors, as Du & Nguyen compare rankings.
+
+    Returns ``{"conditions": [...], "measures": [...], "tau": (k, k) array, "pvalue": (k, k) array}``.
+    """
+    if not isinstance(scores, Mapping) or len(scores) < 2:
+        raise ValueError("scores must map at least two measure names to {condition: value}")
+    measures = list(scores)
+    conds = sorted(scores[measures[0]])
+    if len(conds) < 2:
+        raise ValueError("need at least two conditions to rank")
+    for mname in measures:
+        if sorted(scores[mname]) != conds:
+            raise ValueError(f"measure {mname!r} scores conditions {sorted(scores[mname])}, expected {conds}")
+    vecs = [np.array([scores[mname][c] for c in conds], dtype=np.float64) for mname in measures]
+    k = len(measures)
+    tau = np.eye(k)
+    pv = np.zeros((k, k))
+    for i in range(k):
+        for j in range(i + 1, k):
+            res = kendalltau(vecs[i], vecs[j])
+            tau[i, j] = tau[j, i] = float(res.statistic)
+            pv[i, j] = pv[j, i] = float(res.pvalue)
+    return {"conditions": conds, "measures": measures, "tau": tau, "pvalue": pv}

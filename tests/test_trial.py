@@ -1,0 +1,65 @@
+"""Real transformers models on real data, small enough for CPU tests."""
+
+import numpy as np
+import pytest
+import torch
+
+from seedlab.models import BERT_SIZES, resolve_model, validate_model
+from seedlab.errors import SeedlabError
+from seedlab.trial import execute_trial
+
+CELL = {"task": "rte", "model": "tiny", "pretrain_seed": 0, "finetune_seed": 0,
+        "hparams": {"learning_rate": 1e-3, "batch_size": 16, "epochs": 1, "max_seq_length": 48},
+        "data": {"max_train": 96, "max_eval": 40}}
+
+
+@pytest.fixture(scope="module")
+def first_run():
+    return execute_trial(CELL, device="cpu")
+
+
+def test_same_config_gives_bitwise_identical_predictions(first_run):
+    again = execute_trial(CELL, device="cpu")
+    assert np.array_equal(first_run.probs, again.probs)  # bitwise, not approximately
+    assert np.array_equal(first_run.predictions, again.predictions)
+    assert first_run.loss_curve == again.loss_curve
+
+
+def test_each_seed_stream_changes_the_result(first_run):
+    for override in ({"init_seed": 1}, {"order_seed": 1}, {"dropout_seed": 1}, {"pretrain_seed": 1}):
+        other = execute_trial({**CELL, **override}, device="cpu")
+        assert not np.array_equal(first_run.probs, other.probs), override
+
+
+def test_outcome_records_seeds_params_and_metrics(first_run):
+    p = first_run.params
+    assert {"init_seed", "order_seed", "dropout_seed", "learning_rate", "batch_size", "max_seq_length"} <= set(p)
+    assert p["num_train"] == 96 and p["num_eval"] == 40 and p["init_source"] == "random"
+    assert set(first_run.metrics) == {"eval_accuracy"}
+    acc = np.mean(first_run.predictions == first_run.labels)
+    assert first_run.metrics["eval_accuracy"] == pytest.approx(acc)
+    np.testing.assert_allclose(first_run.probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_init_seed_sets_only_the_head():
+    a = resolve_model("tiny", pretrain_seed=3, num_labels=2, init_seed=0).model
+    b = resolve_model("tiny", pretrain_seed=3, num_labels=2, init_seed=1).model
+    c = resolve_model("tiny", pretrain_seed=4, num_labels=2, init_seed=0).model
+    assert all(torch.equal(x, y) for x, y in zip(a.bert.state_dict().values(), b.bert.state_dict().values()))
+    assert not torch.equal(a.classifier.weight, b.classifier.weight)
+    assert torch.equal(a.classifier.weight, c.classifier.weight)  # the head ignores the pretraining seed
+    assert not torch.equal(a.bert.embeddings.word_embeddings.weight, c.bert.embeddings.word_embeddings.weight)
+
+
+@pytest.mark.parametrize("size", list(BERT_SIZES))
+def test_sizes_have_the_paper_shapes(size):
+    from seedlab.models import bert_config
+
+    layers, hidden = BERT_SIZES[size]
+    config = bert_config(size, vocab_size=100)
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (layers, hidden, hidden // 64)
+
+
+def test_unknown_model_is_a_one_line_error():
+    with pytest.raises(SeedlabError, match=r"unknown model 'huge' \(valid: tiny, mini"):
+        validate_model("huge")
