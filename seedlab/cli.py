@@ -12,7 +12,7 @@ from seedlab.errors import SeedlabError
 
 
 def _analyze(args) -> int:
-    from seedlab.analysis.analyze import analyze
+    from seedlab.analysis.analyze import AnalysisOptions, analyze
     from seedlab.analysis.loader import load_experiment
     from seedlab.analysis.render import render_summary
 
@@ -20,8 +20,12 @@ def _analyze(args) -> int:
         parent = Path(args.json).expanduser().resolve().parent
         if not parent.is_dir():
             raise SeedlabError(f"--json directory {parent} does not exist")
+    if args.bootstrap < 1:
+        raise SeedlabError(f"invalid --bootstrap {args.bootstrap} (valid: an integer >= 1, e.g. 1000)")
+    options = AnalysisOptions(compare=tuple(args.compare) if args.compare else None, n_bootstrap=args.bootstrap,
+                              seed=args.seed, paired=args.paired)
     loaded = load_experiment(args.experiment, args.tracking_uri)
-    result = analyze(loaded)
+    result = analyze(loaded, options)
     print(render_summary(result))
     if args.json:
         target = Path(args.json)
@@ -50,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True, help="MLflow experiment name (a sweep writes <sweep>-<profile>)")
     p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else ./mlruns")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    p.add_argument("--compare", nargs=2, metavar=("BASELINE", "INTERVENTION"),
+                   help="Multi-Bootstrap comparison of two models (difference = intervention - baseline)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="RNG seed of every resampling procedure (default 0)")
+    p.add_argument("--paired", action="store_true",
+                   help="pair the comparison by pretraining seed (only when both arms share pretrained checkpoints)")
     p.set_defaults(func=_analyze)
     p = sub.add_parser("ui", help="start the MLflow UI on the local store and print its URL")
     p.add_argument("--tracking-uri")

@@ -127,3 +127,19 @@ def predict(model, data: Encoded, device: str = "cpu", batch_size: int = 128):
         return logits.squeeze(-1).numpy().astype(np.float32), None
     probs = torch.softmax(logits, dim=-1).numpy().astype(np.float32)
     return probs.argmax(axis=-1), probs
+
+
+@torch.no_grad()
+def first_token_states(model, data: Encoded, device: str = "cpu", batch_size: int = 128) -> np.ndarray:
+    """(L, m, d) float16: each transformer layer's hidden state of the first token ([CLS]) per instance.
+
+    The embedding output (hidden_states[0]) and the pooler are excluded, as in Du & Nguyen (2023).
+    """
+    model.to(device).eval()
+    layers = []
+    for first in range(0, len(data.labels), batch_size):
+        index = list(range(first, min(first + batch_size, len(data.labels))))
+        batch = {k: v.to(device) for k, v in data.batch(index).items()}
+        hidden = model(**batch, output_hidden_states=True).hidden_states[1:]
+        layers.append(torch.stack([h[:, 0, :] for h in hidden]).float().cpu())
+    return torch.cat(layers, dim=1).numpy().astype(np.float16)

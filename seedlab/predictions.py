@@ -1,4 +1,5 @@
-"""The predictions artifact: one parquet file per (run, split), `predictions/<split>.parquet`.
+"""The per-run artifacts: predictions (`predictions/<split>.parquet`) and, optionally, layer-wise
+first-token representations (`representations/<split>.safetensors`).
 
 Columns: `instance_id` (string), `label` and `prediction` (int64 class ids, or float32 for regression)
 and, for classification, `probs` (list<float32>, one probability per class). This module is the only
@@ -70,3 +71,30 @@ def read_predictions(path, source: str | None = None) -> PredictionFile:
             raise SeedlabError(f"malformed predictions artifact ({where}): probs rows have unequal lengths or nulls")
         probs = flat.flatten().to_numpy().astype(np.float32).reshape(len(ids), lengths.pop())
     return PredictionFile(ids, labels, preds, probs)
+
+
+REPRESENTATION_KEY = "first_token"
+
+
+def write_representations(path, states) -> Path:
+    """(L, m, d) first-token states as float16 safetensors; instances in the predictions file's row order."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({REPRESENTATION_KEY: np.ascontiguousarray(states, dtype=np.float16)}, str(path),
+              metadata={"layout": "layer, instance (predictions row order), hidden"})
+    return path
+
+
+def read_representations(path, source: str | None = None) -> np.ndarray:
+    from safetensors.numpy import load_file
+
+    try:
+        states = load_file(str(path))[REPRESENTATION_KEY]
+    except Exception as exc:  # noqa: BLE001
+        raise SeedlabError(f"malformed representations artifact ({source or path}): {exc}") from None
+    if states.ndim != 3:
+        raise SeedlabError(f"malformed representations artifact ({source or path}): expected (layers, instances, "
+                           f"hidden), got shape {states.shape}")
+    return states

@@ -37,6 +37,7 @@ class SweepSpec:
     gpu_fraction: dict = field(default_factory=lambda: dict(DEFAULT_GPU_FRACTION))  # per model; others: 1.0
     max_failures: int = 2  # retries per trial (FailureConfig)
     pretrained: bool = False  # fine-tune from seedlab-pretrained checkpoints
+    log_representations: bool = False  # log each layer's first-token states (Du & Nguyen representation measures)
     description: str = ""
 
     def validate(self) -> None:
@@ -60,7 +61,7 @@ class SweepSpec:
     def cells(self) -> list[dict]:
         return [
             {"task": t, "model": m, "pretrain_seed": p, "finetune_seed": f, "hparams": dict(self.hparams),
-             "data": dict(self.data), "pretrained": self.pretrained}
+             "data": dict(self.data), "pretrained": self.pretrained, "log_representations": self.log_representations}
             for t in self.tasks for m in self.models for p in self.pretrain_seeds for f in self.finetune_seeds
         ]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from seedlab import __version__
-from seedlab.finetune import Hyperparameters, encode, finetune, predict
+from seedlab.finetune import Hyperparameters, encode, finetune, first_token_states, predict
 from seedlab.seeds import trial_seeds
 from seedlab.tasks import EVAL_SPLIT, get_task, load_task
 
@@ -36,6 +36,7 @@ def resolve_cell(cell: dict) -> dict:
         "hparams": Hyperparameters(**cell.get("hparams", {})).as_params(),
         "data": {**DATA_DEFAULTS, **cell.get("data", {})},
         "pretrained": bool(cell.get("pretrained", False)),
+        "log_representations": bool(cell.get("log_representations", False)),
     }
 
 
@@ -59,6 +60,7 @@ class TrialOutcome:
     labels: np.ndarray
     predictions: np.ndarray
     probs: np.ndarray | None
+    representations: np.ndarray | None = None  # (L, m, d) float16 first-token states, when asked for
 
 
 def execute_trial(cell: dict, device: str | None = None) -> TrialOutcome:
@@ -84,6 +86,7 @@ def execute_trial(cell: dict, device: str | None = None) -> TrialOutcome:
     result = finetune(resolved.model, train_enc, hp, c["order_seed"], c["dropout_seed"], device)
     t1 = time.perf_counter()
     predictions, probs = predict(resolved.model, eval_enc, device)
+    representations = first_token_states(resolved.model, eval_enc, device) if c["log_representations"] else None
     eval_seconds = time.perf_counter() - t1
     labels = eval_enc.labels
     metrics = {f"eval_{name}": score(name, labels, predictions) for name in spec.metrics}
@@ -95,13 +98,13 @@ def execute_trial(cell: dict, device: str | None = None) -> TrialOutcome:
     }
     timings = {"setup": setup, "train": result.train_seconds, "eval": eval_seconds}
     return TrialOutcome(params, metrics, result.loss_curve, timings, np.asarray(list(eval_ds["instance_id"])),
-                        labels, predictions, probs)
+                        labels, predictions, probs, representations)
 
 
 def run_trial(config: dict) -> dict:
     """The Ray Tune trainable. `config`: {"cell": ..., "context": {tracking_uri, experiment_id, parent_run_id,
     sweep, git_commit}}. Skips cells already FINISHED in the store (so retries never duplicate a run)."""
-    from seedlab.predictions import write_predictions
+    from seedlab.predictions import write_predictions, write_representations
     from seedlab.tracking import TAG_GIT, TAG_KIND, TAG_SWEEP, TAG_TRIAL_KEY, TAG_VERSION, client, log_run
 
     cell, ctx = config["cell"], config["context"]
@@ -120,6 +123,10 @@ def run_trial(config: dict) -> dict:
     out_dir = Path(tempfile.mkdtemp(prefix=f"seedlab-{key}-"))
     parquet = write_predictions(out_dir / f"{EVAL_SPLIT}.parquet", outcome.instance_ids, outcome.labels,
                                 outcome.predictions, outcome.probs)
+    artifacts = {"predictions": str(parquet)}
+    if outcome.representations is not None:
+        artifacts["representations"] = str(write_representations(out_dir / f"{EVAL_SPLIT}.safetensors",
+                                                                 outcome.representations))
     t_log = time.perf_counter()
     metrics = [(k, v, 0) for k, v in outcome.metrics.items()]
     metrics += [("train_loss", loss, step) for step, loss in outcome.loss_curve]
@@ -127,7 +134,7 @@ def run_trial(config: dict) -> dict:
     tags = {TAG_KIND: "trial", TAG_SWEEP: ctx["sweep"], TAG_TRIAL_KEY: key, TAG_GIT: ctx.get("git_commit", "unknown"),
             TAG_VERSION: __version__}
     run_id = log_run(store, ctx["experiment_id"], run_name(cell), outcome.params, metrics, tags,
-                     {"predictions": str(parquet)}, parent_run_id=ctx.get("parent_run_id"))
+                     artifacts, parent_run_id=ctx.get("parent_run_id"))
     log_seconds = time.perf_counter() - t_log
     return _report({**outcome.metrics, "run_id": run_id, "skipped": 0, "time_log_s": log_seconds,
                     "time_trial_s": time.perf_counter() - started,

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 # Large enough that the models learn something (so predictions vary and the agreement figures are not trivial).
 SPEC_KW = dict(name="itest", tasks=("sst2",), models=("tiny", "mini"), pretrain_seeds=(0, 1), finetune_seeds=(0, 1),
                hparams={"learning_rate": 1e-3, "batch_size": 16, "epochs": 4, "max_seq_length": 32},
-               data={"max_train": 256, "max_eval": 100})
+               data={"max_train": 256, "max_eval": 100}, log_representations=True)
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +149,23 @@ def test_analyze_matches_an_independent_computation(sweep, tmp_path):
         assert got["consistency_all"] == pytest.approx(exp["consistency_all"], abs=1e-12)
         table, _ = aggregate_raters(exp["preds"].T)
         assert got["fleiss_kappa"] == pytest.approx(fleiss_kappa(table), abs=1e-10)
+
+
+def test_representation_measures_come_from_the_logged_states(sweep, tmp_path):
+    from seedlab.analysis.analyze import AnalysisOptions, analyze
+    from seedlab.analysis.loader import load_experiment
+
+    loaded = load_experiment("itest", sweep["uri"])
+    reps = loaded.representations["sst2"]
+    assert len(reps) == 8
+    result = analyze(loaded, AnalysisOptions(compare=("tiny", "mini"), n_bootstrap=200))
+    section = result["tasks"]["sst2"]["representations"]
+    assert section["tiny"]["n_layers"] == 2 and section["mini"]["n_layers"] == 4
+    for model in ("tiny", "mini"):
+        for curve in section[model]["by_layer"].values():
+            assert all(0.0 <= d <= 1.0 + 1e-9 for d in curve)
+    comparison = result["tasks"]["sst2"]["multibootstrap"]["comparison"]
+    assert comparison["baseline"] == "tiny" and comparison["intervention"] == "mini"
+    both, seeds_only = comparison["seeds_and_examples"]["delta"], comparison["seeds_only"]["delta"]
+    assert both["ci_low"] <= both["point"] <= both["ci_high"]
+    assert seeds_only["ci_high"] - seeds_only["ci_low"] <= both["ci_high"] - both["ci_low"] + 1e-12

@@ -18,16 +18,34 @@ Result shape (`seedlab analyze --json`; every number a float, None where undefin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from itertools import combinations, permutations
+
+from seedlab.errors import SeedlabError
 from seedlab.metrics import score
+from seedlab.models import BERT_SIZES
 from seedlab.stats.agreement import (agreement_pairwise, consistency_all, fleiss_kappa, instability_measures,
-                                     summarize_metric)
+                                     measure_agreement, subsample_insensitivity, summarize_metric)
+from seedlab.stats.representations import pairwise_layer_distances
 from seedlab.stats.design import RunTable, design_report
+from seedlab.stats.multibootstrap import multibootstrap
+from seedlab.stats.zhong import decay_lower_bound, fisher_bh_decay, instance_accuracy, momentum, noise_decomposition
 from seedlab.tasks import TASKS
 
 SCHEMA = "seedlab.analysis/1"
 DDOF = 0
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    compare: tuple[str, str] | None = None  # (baseline, intervention) models for the Multi-Bootstrap
+    n_bootstrap: int = 1000
+    seed: int = 0  # RNG seed of every resampling procedure
+    paired: bool = False  # different sizes share no pretrained checkpoint: unpaired by default
+    decay_bootstrap: int = 200
 
 
 def task_metrics(task: str, table: RunTable) -> tuple[str, ...]:
@@ -59,26 +77,145 @@ def summarize_model(table: RunTable, model: str, metrics: tuple[str, ...]) -> di
     return out
 
 
-def analyze_table(task: str, table: RunTable) -> dict:
+def model_order(models) -> list[str]:
+    """BERT sizes from small to large, then other models by name: the order 'larger' refers to."""
+    rank = {name: i for i, name in enumerate(BERT_SIZES)}
+    return sorted(models, key=lambda m: (rank.get(m, len(rank)), m))
+
+
+def zhong_sections(table: RunTable, options: AnalysisOptions) -> dict:
+    """Zhong et al. 2021 on balanced grids: instance accuracy, noise decomposition, decay bounds, momentum."""
+    grids, notes = {}, {}
+    for model in model_order(table.models()):
+        grid = table.grid(model).complete()
+        grids[model] = grid
+        if grid.note:
+            notes[model] = grid.note
+    out = {"design_notes": notes, "instance_accuracy": {}, "noise": {}, "decay": [], "momentum": []}
+    for model, grid in grids.items():
+        out["instance_accuracy"][model] = instance_accuracy(grid.correct)
+        P, F, _ = grid.shape
+        if P >= 2 and F >= 2:
+            nd = noise_decomposition(grid.correct)
+            out["noise"][model] = {"estimator": "unbiased recursive (Zhong et al. Theorem 2)", "P": P, "F": F,
+                                   "means": nd.means, "conditioned_on_bias": nd.conditioned}
+        else:
+            out["noise"][model] = {"unavailable": f"needs >= 2 pretraining and >= 2 fine-tuning seeds (P={P}, F={F})"}
+    rng = np.random.default_rng(options.seed)
+    for small, large in permutations(grids, 2):
+        bound = decay_lower_bound(grids[small].correct, grids[large].correct, n_bootstrap=options.decay_bootstrap,
+                                  rng=rng)
+        fisher = fisher_bh_decay(grids[small].correct, grids[large].correct)
+        out["decay"].append({
+            "from": small, "to": large, "estimator": "Zhong et al. Theorem 1 lower bound, bootstrap bias-corrected",
+            **bound.as_dict(),
+            "fisher_bh": {k: fisher[k] for k in ("fraction", "n_declared", "n_instances", "alpha")},
+        })
+    ordered = list(grids)
+    for s1, s2, s3 in combinations(ordered, 3):
+        if grids[s2].shape[0] < 2:
+            out["momentum"].append({"sizes": [s1, s2, s3], "unavailable": "middle model needs >= 2 pretraining seeds"})
+            continue
+        mo = momentum(grids[s1].correct, grids[s2].correct, grids[s3].correct)
+        out["momentum"].append({"sizes": [s1, s2, s3], **{k: mo[k] for k in
+                                ("buckets", "overall", "weighted_pearson", "weighted_spearman", "split")}})
+    return out
+
+
+def bootstrap_section(table: RunTable, metric: str, options: AnalysisOptions) -> dict:
+    """Multi-Bootstrap: a CI per model and, for the compared pair, the difference with all three resampling
+    schemes (seeds and examples; seeds only; examples only) to show how overconfident each single source is."""
+    per_model = {}
+    for model in table.models():
+        rows = table.model == model
+        res = multibootstrap(table.labels, table.predictions[rows], table.pretrain_seed[rows], score=metric,
+                             n_boot=options.n_bootstrap, rng_seed=options.seed)
+        per_model[model] = res.baseline.as_dict()
+    out = {"metric": metric, "n_boot": options.n_bootstrap, "seed": options.seed, "models": per_model,
+           "estimator": "Multi-Bootstrap (Sellam et al. 2022), percentile 95% intervals"}
+    if options.compare:
+        base, inter = options.compare
+        for name in (base, inter):
+            if name not in per_model:
+                raise SeedlabError(f"--compare: unknown model {name!r} for task {table.task!r} "
+                                   f"(valid: {', '.join(table.models())})")
+        b, i = table.model == base, table.model == inter
+        schemes = {"seeds_and_examples": (True, True), "seeds_only": (True, False), "examples_only": (False, True)}
+        comparison = {"baseline": base, "intervention": inter, "paired": options.paired}
+        for name, (seeds, examples) in schemes.items():
+            res = multibootstrap(table.labels, table.predictions[b], table.pretrain_seed[b], table.predictions[i],
+                                 table.pretrain_seed[i], score=metric, n_boot=options.n_bootstrap,
+                                 paired=options.paired, resample_seeds=seeds, resample_examples=examples,
+                                 rng_seed=options.seed)
+            comparison[name] = res.as_dict()
+        out["comparison"] = comparison
+    return out
+
+
+REPRESENTATION_MEASURES = ("svcca", "procrustes", "cka")
+
+
+def representation_section(table: RunTable, reps: dict) -> dict:
+    """Du & Nguyen's representation-level instability: per layer, the mean distance over run pairs, for
+    SVCCA, orthogonal Procrustes and linear CKA; plus how well the three layer-wise curves agree and
+    whether instability rises with depth (their validity checks (b) and (c))."""
+    from scipy.stats import spearmanr
+
+    out = {}
+    for model in model_order(table.models()):
+        run_ids = [r for r in table.run_ids[table.model == model] if r in reps]
+        if len(run_ids) < 2:
+            out[model] = {"unavailable": f"{len(run_ids)} run(s) logged representations; pairs need >= 2"}
+            continue
+        stacked = np.stack([reps[r] for r in run_ids]).astype(np.float64)  # (n, L, m, d)
+        curves = {name: pairwise_layer_distances(stacked, name) for name in REPRESENTATION_MEASURES}
+        layers = np.arange(stacked.shape[1])
+        out[model] = {
+            "n_runs": len(run_ids), "n_layers": int(stacked.shape[1]), "measures": list(REPRESENTATION_MEASURES),
+            "by_layer": curves,
+            "agreement_between_measures": measure_agreement(curves) if len(layers) >= 3 else None,
+            "rises_with_depth_spearman": {name: float(spearmanr(layers, c)[0]) if len(layers) >= 3 else None
+                                          for name, c in curves.items()},
+        }
+    return out
+
+
+def analyze_table(task: str, table: RunTable, options: AnalysisOptions | None = None,
+                  representations: dict | None = None) -> dict:
+    options = options or AnalysisOptions()
     metrics = task_metrics(task, table)
-    return {
+    result = {
         "n_instances": int(len(table.instance_ids)),
         "is_regression": bool(table.is_regression),
         "metrics": list(metrics),
-        "design": _jsonable(design_report(table)),
-        "models": {model: summarize_model(table, model, metrics) for model in table.models()},
+        "design": design_report(table),
+        "models": {model: summarize_model(table, model, metrics) for model in model_order(table.models())},
     }
+    if not table.is_regression:
+        result["validity"] = {}
+        for model in table.models():
+            rows = table.model == model
+            if rows.sum() >= 2:
+                probs = None if table.probs is None else table.probs[rows]
+                result["validity"][model] = subsample_insensitivity(
+                    table.predictions[rows], probs, rng=np.random.default_rng(options.seed), labels=table.labels)
+        result["zhong"] = zhong_sections(table, options)
+    if representations:
+        result["representations"] = representation_section(table, representations)
+    result["multibootstrap"] = bootstrap_section(table, metrics[0], options)
+    return result
 
 
-def analyze(loaded) -> dict:
-    """The whole analysis of a `LoadedExperiment`."""
-    return {
+def analyze(loaded, options: AnalysisOptions | None = None) -> dict:
+    """The whole analysis of a `LoadedExperiment`, JSON-ready (NaN becomes null: undefined)."""
+    return _jsonable({
         "schema": SCHEMA,
         "experiment": loaded.experiment,
         "tracking_uri": loaded.tracking_uri,
         "runs": {"by_status": loaded.run_status, "duplicates": loaded.duplicates, "unfinished": loaded.unfinished},
-        "tasks": {task: analyze_table(task, table) for task, table in loaded.tables.items()},
-    }
+        "tasks": {task: analyze_table(task, table, options, loaded.representations.get(task))
+                  for task, table in loaded.tables.items()},
+    })
 
 
 def _jsonable(value):
@@ -90,5 +227,7 @@ def _jsonable(value):
     if isinstance(value, np.ndarray):
         return _jsonable(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
     return value

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seedlab.errors import SeedlabError
-from seedlab.predictions import PredictionFile, read_predictions
+from seedlab.predictions import PredictionFile, read_predictions, read_representations
 from seedlab.stats.design import RunTable
 from seedlab.tasks import EVAL_SPLIT, TASKS
 from seedlab.tracking import TAG_KIND, TAG_TRIAL_KEY, client, find_experiment
@@ -31,6 +31,8 @@ class LoadedExperiment:
     run_status: dict[str, int] = field(default_factory=dict)  # status -> count over all trial runs
     duplicates: list[str] = field(default_factory=list)  # run names of extra FINISHED runs of one cell
     unfinished: list[str] = field(default_factory=list)  # run names of FAILED / RUNNING / KILLED trial runs
+    # task -> {run id: (layers, instances, hidden) first-token states aligned with the table's instances}
+    representations: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,6 +45,7 @@ class _Run:
     finetune_seed: int
     method: str
     preds: PredictionFile | None = None
+    reps: np.ndarray | None = None
 
 
 def load_experiment(experiment: str, tracking_uri: str | None = None, split: str = EVAL_SPLIT) -> LoadedExperiment:
@@ -85,22 +88,26 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
                 raise SeedlabError(f"run {run.name} ({run.run_id}) has no predictions/{split}.parquet artifact") \
                     from None
             run.preds = read_predictions(local, source=f"run {run.name} ({run.run_id})")
+            if any(a.path.endswith(f"{split}.safetensors") for a in store.list_artifacts(run.run_id, "representations")):
+                path = store.download_artifacts(run.run_id, f"representations/{split}.safetensors",
+                                                tmp + "/" + run.run_id)
+                run.reps = read_representations(path, source=f"run {run.name} ({run.run_id})")
 
         list(pool.map(fetch, runs))
-    tables = {}
+    tables, representations = {}, {}
     for task in sorted({r.task for r in runs}):
-        tables[task] = _table(task, [r for r in runs if r.task == task])
+        tables[task], representations[task] = _table(task, [r for r in runs if r.task == task])
     return LoadedExperiment(exp.name, exp.experiment_id, store.tracking_uri, tables, dict(status_counts),
-                            duplicates, unfinished)
+                            duplicates, unfinished, representations)
 
 
-def _table(task: str, runs: list[_Run]) -> RunTable:
+def _table(task: str, runs: list[_Run]) -> tuple[RunTable, dict[str, np.ndarray]]:
     """Align a task's runs on the first run's instance order, after checking they share ids and labels."""
     runs = sorted(runs, key=lambda r: (r.model, r.method, r.pretrain_seed, r.finetune_seed))
     reference = runs[0]
     ref_ids = reference.preds.instance_ids
     position = {iid: i for i, iid in enumerate(ref_ids)}
-    predictions, probs = [], []
+    predictions, probs, reps = [], [], {}
     for run in runs:
         ids = run.preds.instance_ids
         if len(ids) != len(ref_ids) or any(i not in position for i in ids):
@@ -119,10 +126,15 @@ def _table(task: str, runs: list[_Run]) -> RunTable:
                                f"{reference.name} ({reference.run_id})")
         predictions.append(run.preds.predictions[aligned])
         probs.append(None if run.preds.probs is None else run.preds.probs[aligned])
+        if run.reps is not None:
+            if run.reps.shape[1] != len(ids):
+                raise SeedlabError(f"run {run.name} ({run.run_id}): representations cover {run.reps.shape[1]} "
+                                   f"instances, predictions {len(ids)}")
+            reps[run.run_id] = run.reps[:, aligned, :]
     has_probs = all(p is not None for p in probs)
     regression = TASKS[task].is_regression if task in TASKS else reference.preds.predictions.dtype.kind == "f"
     methods = np.array([r.method for r in runs])
-    return RunTable(
+    table = RunTable(
         task=task,
         instance_ids=np.asarray(ref_ids),
         labels=reference.preds.labels,
@@ -135,3 +147,4 @@ def _table(task: str, runs: list[_Run]) -> RunTable:
         is_regression=regression,
         method=None if np.all(methods == "standard") else methods,
     )
+    return table, reps

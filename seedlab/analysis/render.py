@@ -45,4 +45,82 @@ def render_summary(result: dict) -> str:
         out += _table(header, rows)
         out.append("consistency_all: share of instances on which all N runs agree (falls as N grows); "
                    "agreement_pairwise: mean share over run pairs (= 1 - PD); N = runs.")
+        out += _instability(t) + _representations(t) + _zhong(t) + _bootstrap(t)
     return "\n".join(out)
+
+
+def _instability(t: dict) -> list[str]:
+    rows = [[model, _fmt(i["sd"]), _fmt(i["pd"]), _fmt(i["jsd"]), _fmt(i["one_minus_fleiss_kappa"])]
+            for model, m in t["models"].items() if (i := m.get("instability"))]
+    if not rows:
+        return []
+    return ["", f"-- Du & Nguyen instability (prediction level; SD of {t['metrics'][0]}, ddof=0) --",
+            *_table(["model", "SD", "PD", "JSD", "1-kappa"], rows)]
+
+
+def _representations(t: dict) -> list[str]:
+    reps = t.get("representations")
+    if not reps:
+        return []
+    out = ["", "-- representation instability by layer (mean distance over run pairs; first-token states) --"]
+    for model, r in reps.items():
+        if "unavailable" in r:
+            out.append(f"  {model}: {r['unavailable']}")
+            continue
+        header = ["layer", *r["measures"]]
+        rows = [[str(layer + 1), *(_fmt(r["by_layer"][mname][layer]) for mname in r["measures"])]
+                for layer in range(r["n_layers"])]
+        out += [f"{model} ({r['n_runs']} runs)", *_table(header, rows)]
+    return out
+
+
+def _zhong(t: dict) -> list[str]:
+    z = t.get("zhong")
+    if not z:
+        return []
+    out = ["", "-- Zhong et al.: noise decomposition (means over instances; unbiased estimator) --"]
+    rows = []
+    for model, n in z["noise"].items():
+        if "means" in n:
+            mm = n["means"]
+            rows.append([model, f"{n['P']}x{n['F']}", _fmt(mm["loss"]), _fmt(mm["bias2"]), _fmt(mm["pretrain_var"]),
+                         _fmt(mm["finetune_var"])])
+        else:
+            rows.append([model, "-", n["unavailable"], "", "", ""])
+    out += _table(["model", "PxF", "loss", "bias^2", "PretVar", "FineVar"], rows)
+    for note in z["design_notes"].values():
+        out.append(f"  ! {note}")
+    if z["decay"]:
+        out += ["", "-- decaying instances: share where the second model is truly worse (lower bound) --"]
+        rows = [[d["from"], d["to"], _fmt(d["max_difference"]), _fmt(d["lower_bound"]), _fmt(d["argmax_t"], 2),
+                 _fmt(d["fisher_bh"]["fraction"])] for d in z["decay"]]
+        out += _table(["from", "to", "raw max", "bias-corrected", "at t", "Fisher+BH"], rows)
+        caveats = {d["caveat"] for d in z["decay"] if d.get("caveat")}
+        out += [f"  note: {c}" for c in caveats]
+    for mo in z["momentum"]:
+        sizes = " -> ".join(mo["sizes"])
+        if "unavailable" in mo:
+            out.append(f"momentum {sizes}: {mo['unavailable']}")
+        else:
+            out.append(f"momentum {sizes}: bucket-weighted Pearson {_fmt(mo['weighted_pearson'])}, "
+                       f"Spearman {_fmt(mo['weighted_spearman'])} (independent seed halves of the middle model)")
+    return out
+
+
+def _bootstrap(t: dict) -> list[str]:
+    b = t.get("multibootstrap")
+    if not b:
+        return []
+    out = ["", f"-- Multi-Bootstrap ({b['metric']}, B={b['n_boot']}, seed={b['seed']}; 95% percentile CIs) --"]
+    rows = [[model, _fmt(e["point"]), f"[{_fmt(e['ci_low'])}, {_fmt(e['ci_high'])}]"] for model, e in b["models"].items()]
+    out += _table(["model", b["metric"], "95% CI"], rows)
+    c = b.get("comparison")
+    if c:
+        out.append(f"{c['intervention']} - {c['baseline']} ({'paired' if c['paired'] else 'unpaired'} by pretraining seed):")
+        rows = []
+        for scheme in ("seeds_and_examples", "seeds_only", "examples_only"):
+            r = c[scheme]
+            d = r["delta"]
+            rows.append([scheme, _fmt(d["point"]), f"[{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]", _fmt(r["p_value"])])
+        out += _table(["resampling", "delta", "95% CI", "p (delta<=0)"], rows)
+    return out
