@@ -36,6 +36,15 @@ def _analyze(args) -> int:
     return 0
 
 
+def _import(args) -> int:
+    from seedlab.importer import format_result, import_predictions
+
+    result = import_predictions(args.folder, experiment=args.experiment, tracking_uri=args.tracking_uri,
+                                fmt=args.format, dry_run=args.dry_run)
+    print(format_result(result))
+    return 0
+
+
 def _ui(args) -> int:
     from seedlab.tracking import resolve_tracking_uri
 
@@ -61,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paired", action="store_true",
                    help="pair the comparison by pretraining seed (only when both arms share pretrained checkpoints)")
     p.set_defaults(func=_analyze)
+    p = sub.add_parser("import", help="log prediction files from elsewhere as trial runs (docs/import.md)")
+    p.add_argument("folder", help="a folder with runs.csv (generic) or seed_<k>/ folders (zhou2020)")
+    p.add_argument("--experiment", help="MLflow experiment (default: import-<folder name>, or import-zhou2020)")
+    p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else ./mlruns")
+    p.add_argument("--format", choices=["auto", "generic", "zhou2020"], default="auto", help="default: detect it")
+    p.add_argument("--dry-run", action="store_true", help="validate and show what would be imported; write nothing")
+    p.set_defaults(func=_import)
     p = sub.add_parser("ui", help="start the MLflow UI on the local store and print its URL")
     p.add_argument("--tracking-uri")
     p.add_argument("--port", type=int, default=5000)

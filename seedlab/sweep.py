@@ -140,6 +140,8 @@ class SweepResult:
     skipped: int
     finished: int
     failed: int
+    trial_results: list = field(default_factory=list)  # the final Tune result of each trial (metrics, timings)
+    wall_seconds: float = 0.0
 
 
 def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str | None = None,
@@ -166,8 +168,11 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
 
     if not ray.is_initialized():
         # RAY_ADDRESS (set by `ray job submit`) connects to the cluster; otherwise a local runtime starts.
-        ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level="WARNING", include_dashboard=False
-                 if not os.environ.get("RAY_ADDRESS") else None, configure_logging=True)
+        # An http:// RAY_ADDRESS is the jobs API of a running cluster (cluster/local/env.sh): join it.
+        address = os.environ.get("RAY_ADDRESS") or None
+        if address and address.startswith("http"):
+            address = "auto"
+        ray.init(address=address, logging_level="WARNING", include_dashboard=False if address is None else None)
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0
     params = {"profile": spec.name, "tasks": ",".join(spec.tasks), "models": ",".join(spec.models),
               "pretrain_seeds": ",".join(map(str, spec.pretrain_seeds)),
@@ -189,13 +194,15 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
             verbose=0,
         ),
     )
+    started = time.time()
     results = tuner.fit()
+    wall = time.time() - started
     failed = sum(1 for r in results if r.error is not None)
     retry(store.set_terminated, parent, "FAILED" if failed else "FINISHED")
     print(f"[{spec.name}] finished: {len(todo) - failed} trials logged, {failed} failed "
           f"(experiment {experiment!r})", file=out, flush=True)
     return SweepResult(experiment, experiment_id, parent, len(cells), len(cells) - len(todo), len(todo) - failed,
-                       failed)
+                       failed, [dict(r.metrics or {}) for r in results], wall)
 
 
 def sweep_main(profiles: dict[str, SweepSpec], default_experiment: str, argv=None) -> int:
@@ -205,12 +212,16 @@ def sweep_main(profiles: dict[str, SweepSpec], default_experiment: str, argv=Non
     parser.add_argument("--experiment", help="MLflow experiment name (default: <sweep>-<profile>)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)")
     parser.add_argument("--max-concurrent", type=int, help="cap on trials running at once")
+    parser.add_argument("--tasks", help="comma-separated tasks, overriding the profile's")
+    parser.add_argument("--models", help="comma-separated models, overriding the profile's")
+    parser.add_argument("--pretrain-seeds", help="comma-separated pretraining seeds, overriding the profile's")
+    parser.add_argument("--finetune-seeds", help="comma-separated fine-tuning seeds, overriding the profile's")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the grid; launch nothing")
     args = parser.parse_args(argv)
     try:
         if args.profile not in profiles:
             raise choice_error("profile", args.profile, list(profiles))
-        spec = profiles[args.profile]
+        spec = _with_overrides(profiles[args.profile], args)
         spec.validate()
         if args.max_concurrent is not None and args.max_concurrent < 1:
             raise SeedlabError(f"invalid --max-concurrent {args.max_concurrent} (valid: an integer >= 1)")
@@ -226,6 +237,28 @@ def sweep_main(profiles: dict[str, SweepSpec], default_experiment: str, argv=Non
         print(f"seedlab: {exc}", file=sys.stderr)
         return 2
     return 1 if result.failed else 0
+
+
+def _with_overrides(spec: SweepSpec, args) -> SweepSpec:
+    """Command-line axis overrides (validated by `SweepSpec.validate` like the profile's own values)."""
+    from dataclasses import replace
+
+    def seeds(text: str, flag: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(s) for s in text.split(","))
+        except ValueError:
+            raise SeedlabError(f"invalid {flag} {text!r} (valid: comma-separated non-negative integers)") from None
+
+    changes = {}
+    if args.tasks:
+        changes["tasks"] = tuple(t.strip() for t in args.tasks.split(","))
+    if args.models:
+        changes["models"] = tuple(m.strip() for m in args.models.split(","))
+    if args.pretrain_seeds:
+        changes["pretrain_seeds"] = seeds(args.pretrain_seeds, "--pretrain-seeds")
+    if args.finetune_seeds:
+        changes["finetune_seeds"] = seeds(args.finetune_seeds, "--finetune-seeds")
+    return replace(spec, **changes)
 
 
 __all__ = ["SweepSpec", "run_sweep", "sweep_main", "BERT_SIZES", "TASKS"]

@@ -1,0 +1,91 @@
+"""Bad input: a one-line error naming what is wrong and what is valid, exit code 2, no traceback,
+nothing launched or written."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(args, cwd, env_extra=None):
+    import os
+
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", **(env_extra or {})}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("seedlab: ") and "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--profile", "huge"], ["unknown profile 'huge'", "valid: smoke, paper"]),
+    (["--tasks", "sst3"], ["unknown task 'sst3'", "sst2"]),
+    (["--models", "gigantic"], ["unknown model 'gigantic'", "tiny, mini"]),
+    (["--finetune-seeds", "1,x"], ["invalid --finetune-seeds", "non-negative integers"]),
+    (["--pretrain-seeds", "-1"], ["invalid seed -1"]),
+])
+def test_sweep_rejects_bad_options_before_launching_anything(tmp_path, args, fragments):
+    proc = run([sys.executable, str(ROOT / "sweeps" / "bert_sizes.py"), *args], cwd=tmp_path)
+    assert_one_line_error(proc, *fragments)
+    assert not (tmp_path / "mlruns").exists()  # no store was created, no Ray was started
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A real MLflow store with an empty experiment and two broken ones."""
+    from seedlab.predictions import write_predictions
+    from seedlab.tracking import client, get_or_create_experiment, log_run
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow_client = client(uri)
+    get_or_create_experiment(mlflow_client, "empty", uri)
+    params = {"task": "sst2", "model": "tiny", "pretrain_seed": 0, "finetune_seed": 0}
+    tags = {"seedlab.kind": "trial", "seedlab.trial_key": "k0"}
+    bad = tmp_path / "bad" / "validation.parquet"
+    bad.parent.mkdir()
+    pq.write_table(pa.table({"instance_id": ["a"], "label": [1]}), bad)
+    exp = get_or_create_experiment(mlflow_client, "malformed", uri)
+    log_run(mlflow_client, exp, "sst2/tiny/p0/f0", params, [], tags, {"predictions": str(bad)})
+    exp = get_or_create_experiment(mlflow_client, "mismatched", uri)
+    for seed, ids in ((0, ["a", "b", "c"]), (1, ["a", "b", "d"])):
+        good = write_predictions(tmp_path / f"g{seed}" / "validation.parquet", ids, [0, 1, 1], [0, 1, 0],
+                                 np.full((3, 2), 0.5))
+        log_run(mlflow_client, exp, f"sst2/tiny/p0/f{seed}", {**params, "finetune_seed": seed}, [],
+                {**tags, "seedlab.trial_key": f"k{seed}"}, {"predictions": str(good)})
+    return uri
+
+
+@pytest.mark.parametrize("experiment,fragments", [
+    ("nope", ["unknown experiment 'nope'", "valid: ", "empty"]),
+    ("empty", ["experiment 'empty' has no FINISHED trial runs"]),
+    ("malformed", ["malformed predictions artifact", "sst2/tiny/p0/f0", "missing column(s) ['prediction']"]),
+    ("mismatched", ["do not share instance ids", "sst2/tiny/p0/f1", "sst2/tiny/p0/f0"]),
+])
+def test_analyze_bad_experiments(store, tmp_path, experiment, fragments):
+    out = tmp_path / "out.json"
+    proc = run([sys.executable, "-m", "seedlab.cli", "analyze", "--experiment", experiment, "--tracking-uri", store,
+                "--json", str(out)], cwd=tmp_path)
+    assert_one_line_error(proc, *fragments)
+    assert not out.exists() and not Path(str(out) + ".tmp").exists()
+
+
+def test_analyze_rejects_bad_options(store, tmp_path):
+    proc = run([sys.executable, "-m", "seedlab.cli", "analyze", "--experiment", "empty", "--tracking-uri", store,
+                "--bootstrap", "0"], cwd=tmp_path)
+    assert_one_line_error(proc, "invalid --bootstrap 0")
+    proc = run([sys.executable, "-m", "seedlab.cli", "analyze", "--experiment", "empty", "--tracking-uri", store,
+                "--json", str(tmp_path / "no" / "such" / "dir.json")], cwd=tmp_path)
+    assert_one_line_error(proc, "--json directory")
