@@ -166,25 +166,31 @@ def _entropy(p: np.ndarray) -> np.ndarray:
     return -np.sum(xlogy(p, p), axis=-1)
 
 
-def mean_pairwise_jsd(probs) -> float:
-    """JSD (Du & Nguyen 2023): mean over pairs i<j and instances k of JSD(prob_ik, prob_jk), natural log.
+def pairwise_jsd_per_instance(probs) -> np.ndarray:
+    """(m,): for each instance k, the mean over run pairs i<j of JSD(prob_ik, prob_jk), natural log.
 
-    ``JSD(p, q) = KL(p||M)/2 + KL(q||M)/2 = H(M) - (H(p) + H(q))/2`` with ``M = (p+q)/2``; 0 log 0 = 0,
-    so zero probabilities are fine. The entropies of single runs are computed once; only H(M) needs the
-    pairs, evaluated one run against all later runs at a time (memory O(n m C)). Bounded by log 2.
+    ``JSD(p, q) = H(M) - (H(p) + H(q))/2`` with ``M = (p+q)/2``; 0 log 0 = 0. The single-run entropies are
+    computed once; only H(M) needs the pairs, one run against all later runs at a time (memory O(n m C)).
+    The measure is a mean over instances, so a subset's JSD is the mean of this vector over the subset.
     """
     probs = _check_probs(probs)
     n, m, _ = probs.shape
     h = _entropy(probs)  # (n, m)
-    total_hm = 0.0
+    total_hm = np.zeros(m)
     for i in range(n - 1):
         mix = 0.5 * (probs[i][None, :, :] + probs[i + 1 :])
-        total_hm += float(_entropy(mix).sum())
+        total_hm += _entropy(mix).sum(axis=0)
     n_pairs = n * (n - 1) / 2.0
-    # each run appears in n-1 pairs
-    total_h = 0.5 * (n - 1) * float(h.sum())
-    jsd = (total_hm - total_h) / (n_pairs * m)
-    return float(max(jsd, 0.0))
+    total_h = 0.5 * (n - 1) * h.sum(axis=0)  # each run appears in n-1 pairs
+    return np.maximum((total_hm - total_h) / n_pairs, 0.0)
+
+
+def mean_pairwise_jsd(probs) -> float:
+    """JSD (Du & Nguyen 2023): mean over pairs i<j and instances k of JSD(prob_ik, prob_jk), natural log.
+
+    Bounded by log 2; see ``pairwise_jsd_per_instance`` for the computation.
+    """
+    return float(pairwise_jsd_per_instance(probs).mean())
 
 
 def fleiss_kappa(preds, n_classes: int | None = None) -> float:
@@ -307,6 +313,9 @@ def subsample_insensitivity(
             raise ValueError(f"labels must have shape ({m},) to match preds, got {labels.shape}")
         metric_fn = _metrics.batched(metric)
 
+    # JSD is a mean over instances: compute its per-instance terms once and average them per subset.
+    jsd_k = pairwise_jsd_per_instance(probs) if probs is not None else None
+
     def measures(idx) -> dict:
         p = preds[:, idx]
         out = {
@@ -315,8 +324,8 @@ def subsample_insensitivity(
             "consistency_all": consistency_all(p),
             "agreement_pairwise": agreement_pairwise(p),
         }
-        if probs is not None:
-            out["jsd"] = mean_pairwise_jsd(probs[:, idx])
+        if jsd_k is not None:
+            out["jsd"] = float(jsd_k[idx].mean())
         if labels is not None:
             out["sd"] = float(np.std(metric_fn(labels[idx][None, :], p), ddof=0))
         return out
