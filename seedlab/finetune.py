@@ -8,6 +8,7 @@ draws from it. On CPU the same inputs give bitwise-identical predictions.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -68,6 +69,13 @@ class FinetuneResult:
     probs: np.ndarray | None = None  # (m, C) float32 softmax, None for regression
 
 
+def mixed_precision(device: str):
+    """bf16 autocast on GPU (weights and optimizer state stay fp32); full precision on CPU."""
+    if str(device).startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def finetune(model, train: Encoded, hp: Hyperparameters, order_seed: int, dropout_seed: int,
              device: str = "cpu", log_every: int = 10, on_log=None) -> FinetuneResult:
     from transformers import get_linear_schedule_with_warmup
@@ -90,7 +98,8 @@ def finetune(model, train: Encoded, hp: Hyperparameters, order_seed: int, dropou
             index = permutation[first : first + hp.batch_size]
             batch = {k: v.to(device) for k, v in train.batch(index).items()}
             target = torch.as_tensor(train.labels[index], device=device)
-            logits = model(**batch).logits
+            with mixed_precision(device):
+                logits = model(**batch).logits.float()
             if regression:
                 loss = torch.nn.functional.mse_loss(logits.squeeze(-1), target.float())
             else:
@@ -101,9 +110,9 @@ def finetune(model, train: Encoded, hp: Hyperparameters, order_seed: int, dropou
             optimizer.step()
             scheduler.step()
             step += 1
-            running.append(loss.item())
+            running.append(loss.detach())  # no .item() per step: it would stall the GPU pipeline
             if step % log_every == 0 or step == total_steps:
-                result.loss_curve.append((step, float(np.mean(running))))
+                result.loss_curve.append((step, float(torch.stack(running).mean())))
                 running = []
                 if on_log is not None:
                     on_log(step, total_steps, result.loss_curve[-1][1])
@@ -121,7 +130,8 @@ def predict(model, data: Encoded, device: str = "cpu", batch_size: int = 128):
     for first in range(0, len(data.labels), batch_size):
         index = list(range(first, min(first + batch_size, len(data.labels))))
         batch = {k: v.to(device) for k, v in data.batch(index).items()}
-        outputs.append(model(**batch).logits.float().cpu())
+        with mixed_precision(device):
+            outputs.append(model(**batch).logits.float().cpu())
     logits = torch.cat(outputs)
     if model.config.num_labels == 1:
         return logits.squeeze(-1).numpy().astype(np.float32), None
@@ -140,6 +150,7 @@ def first_token_states(model, data: Encoded, device: str = "cpu", batch_size: in
     for first in range(0, len(data.labels), batch_size):
         index = list(range(first, min(first + batch_size, len(data.labels))))
         batch = {k: v.to(device) for k, v in data.batch(index).items()}
-        hidden = model(**batch, output_hidden_states=True).hidden_states[1:]
+        with mixed_precision(device):
+            hidden = model(**batch, output_hidden_states=True).hidden_states[1:]
         layers.append(torch.stack([h[:, 0, :] for h in hidden]).float().cpu())
     return torch.cat(layers, dim=1).numpy().astype(np.float16)
