@@ -33,20 +33,32 @@ class Hyperparameters:
 
 @dataclass
 class Encoded:
-    """A tokenized split kept as Python lists, padded per batch to the batch's own longest row."""
+    """A tokenized split, padded once to its longest row; each batch is cut to its own longest row."""
 
-    input_ids: list
-    token_type_ids: list
+    input_ids: np.ndarray  # (n, longest) int64, right-padded with the pad id
+    token_type_ids: np.ndarray  # (n, longest) int64
+    lengths: np.ndarray  # (n,) real lengths
     labels: np.ndarray
+    pad_id: int = 0
 
-    def batch(self, index, pad_id: int = 0) -> dict:
-        longest = max(len(self.input_ids[i]) for i in index)
-        ids = torch.full((len(index), longest), pad_id, dtype=torch.long)
-        types = torch.zeros((len(index), longest), dtype=torch.long)
-        for row, i in enumerate(index):
-            ids[row, : len(self.input_ids[i])] = torch.tensor(self.input_ids[i])
-            types[row, : len(self.token_type_ids[i])] = torch.tensor(self.token_type_ids[i])
-        return {"input_ids": ids, "token_type_ids": types, "attention_mask": (ids != pad_id).long()}
+    @classmethod
+    def from_lists(cls, input_ids: list, token_type_ids: list, labels, pad_id: int = 0) -> "Encoded":
+        lengths = np.array([len(ids) for ids in input_ids], dtype=np.int64)
+        ids = np.full((len(input_ids), max(lengths, default=1)), pad_id, dtype=np.int64)
+        types = np.zeros_like(ids)
+        for row, (a, t) in enumerate(zip(input_ids, token_type_ids)):
+            ids[row, : len(a)] = a
+            types[row, : len(t)] = t
+        return cls(ids, types, lengths, np.asarray(labels), pad_id)
+
+    def batch(self, index) -> dict:
+        index = np.asarray(index)
+        longest = int(self.lengths[index].max())
+        ids = torch.from_numpy(self.input_ids[index, :longest])
+        positions = torch.arange(longest)[None, :]
+        mask = (positions < torch.from_numpy(self.lengths[index])[:, None]).long()
+        return {"input_ids": ids, "token_type_ids": torch.from_numpy(self.token_type_ids[index, :longest]),
+                "attention_mask": mask}
 
 
 def encode(dataset, tokenizer, max_seq_length: int) -> Encoded:
@@ -56,7 +68,7 @@ def encode(dataset, tokenizer, max_seq_length: int) -> Encoded:
     else:
         enc = tokenizer(text_a, text_b, truncation=True, max_length=max_seq_length)
     types = enc.get("token_type_ids") or [[0] * len(ids) for ids in enc["input_ids"]]
-    return Encoded(enc["input_ids"], types, np.asarray(list(dataset["label"])))
+    return Encoded.from_lists(enc["input_ids"], types, list(dataset["label"]), tokenizer.pad_token_id or 0)
 
 
 @dataclass
