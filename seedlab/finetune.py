@@ -27,6 +27,12 @@ class Hyperparameters:
     max_seq_length: int = 128
     grad_clip: float = 1.0
 
+    def __post_init__(self):
+        # 3 and 3.0 epochs are the same run: coerce to the declared types so trial keys agree.
+        for name, spec in self.__dataclass_fields__.items():
+            kind = {"int": int, "float": float}[spec.type] if isinstance(spec.type, str) else spec.type
+            object.__setattr__(self, name, kind(getattr(self, name)))
+
     def as_params(self) -> dict:
         return asdict(self)
 

@@ -38,6 +38,7 @@ class SweepSpec:
     max_failures: int = 2  # retries per trial (FailureConfig)
     pretrained: bool = False  # fine-tune from seedlab-pretrained checkpoints
     log_representations: bool = False  # log each layer's first-token states (Du & Nguyen representation measures)
+    tuning: object = None  # a seedlab.tuning.TuningSpec: choose hyperparameters per (task, model) first
     description: str = ""
 
     def validate(self) -> None:
@@ -57,13 +58,27 @@ class SweepSpec:
                                f"(valid: {', '.join(Hyperparameters.__dataclass_fields__)})")
         if self.cpus_per_trial <= 0 or self.max_failures < 0:
             raise SeedlabError("cpus_per_trial must be > 0 and max_failures >= 0")
+        if self.tuning is not None:
+            self.tuning.validate()
 
-    def cells(self) -> list[dict]:
-        return [
-            {"task": t, "model": m, "pretrain_seed": p, "finetune_seed": f, "hparams": dict(self.hparams),
-             "data": dict(self.data), "pretrained": self.pretrained, "log_representations": self.log_representations}
-            for t in self.tasks for m in self.models for p in self.pretrain_seeds for f in self.finetune_seeds
-        ]
+    def cells(self, choices: dict | None = None) -> list[dict]:
+        """The grid. `choices`: {(task, model): TuningChoice} from a tuning stage, whose hyperparameters
+        replace the profile's for that (task, model)."""
+        choices = choices or {}
+        cells = []
+        for t in self.tasks:
+            for m in self.models:
+                choice = choices.get((t, m))
+                hparams = dict(choice.hparams) if choice else dict(self.hparams)
+                for p in self.pretrain_seeds:
+                    for f in self.finetune_seeds:
+                        cell = {"task": t, "model": m, "pretrain_seed": p, "finetune_seed": f, "hparams": hparams,
+                                "data": dict(self.data), "pretrained": self.pretrained,
+                                "log_representations": self.log_representations}
+                        if choice:
+                            cell["tuning_choice"] = choice.run_id
+                        cells.append(cell)
+        return cells
 
     def resources(self, use_gpu: bool):
         """The per-trial resource callable handed to `tune.with_resources`."""
@@ -158,13 +173,26 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
     uri = resolve_tracking_uri(tracking_uri)
     store = client(uri)
     experiment_id = get_or_create_experiment(store, experiment, uri)
-    cells = spec.cells()
+    choices, pending = {}, []
+    if spec.tuning is not None:  # reuse finished tuning stages before deciding whether anything must run
+        from seedlab.tuning import find_choice
+
+        for t in spec.tasks:
+            for m in spec.models:
+                found = find_choice(spec.tuning, t, m, spec.hparams, spec.data, spec.pretrained, store, experiment_id)
+                if found:
+                    choices[(t, m)] = found
+                    print(f"[{spec.name}] tuning {t}/{m}: reusing the finished choice {found.hparams}", file=out)
+                else:
+                    pending.append((t, m))
     done = finished_trial_runs(store, experiment_id)
-    todo = [c for c in cells if trial_key(c) not in done]
-    print(f"[{spec.name}] experiment {experiment!r} at {uri}: {len(cells)} cells, "
-          f"{len(cells) - len(todo)} already finished, {len(todo)} to run", file=out, flush=True)
-    if not todo:
-        return SweepResult(experiment, experiment_id, None, len(cells), len(cells), 0, 0)
+    if not pending:
+        cells = spec.cells(choices)
+        todo = [c for c in cells if trial_key(c) not in done]
+        print(f"[{spec.name}] experiment {experiment!r} at {uri}: {len(cells)} cells, "
+              f"{len(cells) - len(todo)} already finished, {len(todo)} to run", file=out, flush=True)
+        if not todo:
+            return SweepResult(experiment, experiment_id, None, len(cells), len(cells), 0, 0)
 
     if not ray.is_initialized():
         # RAY_ADDRESS (set by `ray job submit`) connects to the cluster; otherwise a local runtime starts.
@@ -176,9 +204,22 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0
     params = {"profile": spec.name, "tasks": ",".join(spec.tasks), "models": ",".join(spec.models),
               "pretrain_seeds": ",".join(map(str, spec.pretrain_seeds)),
-              "finetune_seeds": ",".join(map(str, spec.finetune_seeds)), "cells": len(cells), "use_gpu": use_gpu,
+              "finetune_seeds": ",".join(map(str, spec.finetune_seeds)), "cells": len(spec.cells()), "use_gpu": use_gpu,
               **{f"hp_{k}": v for k, v in spec.hparams.items()}, **{f"data_{k}": v for k, v in spec.data.items()}}
     parent = start_sweep_run(store, experiment_id, spec.name, params)
+    if pending:
+        from seedlab.tuning import tune_hyperparameters
+
+        for t, m in pending:
+            choices[(t, m)] = tune_hyperparameters(spec.tuning, t, m, spec.hparams, spec.data, spec.pretrained, store,
+                                                   experiment_id, uri, spec.name, parent, spec.resources(use_gpu), out)
+        cells = spec.cells(choices)
+        todo = [c for c in cells if trial_key(c) not in done]
+        print(f"[{spec.name}] seed stage: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
+              f"{len(todo)} to run", file=out, flush=True)
+        if not todo:
+            retry(store.set_terminated, parent, "FINISHED")
+            return SweepResult(experiment, experiment_id, parent, len(cells), len(cells), 0, 0)
     context = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent, "sweep": spec.name,
                "git_commit": git_commit()}
     progress = SweepProgress(spec.name, len(todo), out)

@@ -126,6 +126,7 @@ def _normalise(spec: TaskSpec, ds, id_prefix: str):
 
     import datasets
 
+    datasets.disable_progress_bars()  # one bar per map in every trial's log is noise
     features = datasets.Features(
         instance_id=datasets.Value("string"),
         text_a=datasets.Value("string"),
@@ -134,6 +135,20 @@ def _normalise(spec: TaskSpec, ds, id_prefix: str):
     )
     return ds.map(convert, with_indices=True, remove_columns=ds.column_names, features=features,
                   load_from_cache_file=False)
+
+
+def holdout_split(train, fraction: float):
+    """(rest, held-out) parts of a training split, for choosing hyperparameters without touching the
+    evaluation split: `sha256("holdout:" + instance_id) mod 10000 < fraction * 10000` is held out."""
+    if not 0 < fraction < 1:
+        raise SeedlabError(f"invalid holdout fraction {fraction!r} (valid: a number in (0, 1), e.g. 0.2)")
+
+    def held(instance_id: str) -> bool:
+        digest = hashlib.sha256(f"holdout:{instance_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") % 10000 < fraction * 10000
+
+    mask = np.array([held(i) for i in list(train["instance_id"])])
+    return train.select(np.flatnonzero(~mask)), train.select(np.flatnonzero(mask))
 
 
 def _read_local(spec: TaskSpec, directory: Path, filename: str):

@@ -19,9 +19,10 @@ import numpy as np
 from seedlab import __version__
 from seedlab.finetune import Hyperparameters, encode, finetune, first_token_states, predict
 from seedlab.seeds import trial_seeds
-from seedlab.tasks import EVAL_SPLIT, get_task, load_task
+from seedlab.tasks import EVAL_SPLIT, get_task, holdout_split, load_task
 
-DATA_DEFAULTS = {"max_train": None, "max_eval": None, "data_seed": 0}
+# holdout: a fraction of the training split to evaluate on instead of the evaluation split (tuning stages).
+DATA_DEFAULTS = {"max_train": None, "max_eval": None, "data_seed": 0, "holdout": None}
 
 
 def resolve_cell(cell: dict) -> dict:
@@ -78,6 +79,8 @@ def execute_trial(cell: dict, device: str | None = None) -> TrialOutcome:
     hp = Hyperparameters(**c["hparams"])
     t0 = time.perf_counter()
     train_ds, eval_ds = load_task(c["task"], c["data"]["max_train"], c["data"]["max_eval"], c["data"]["data_seed"])
+    if c["data"]["holdout"]:
+        train_ds, eval_ds = holdout_split(train_ds, c["data"]["holdout"])  # the evaluation split stays unseen
     checkpoint = find_checkpoint(c["model"], c["pretrain_seed"]) if c["pretrained"] else None
     resolved = resolve_model(c["model"], c["pretrain_seed"], spec.num_labels, c["init_seed"], checkpoint)
     train_enc = encode(train_ds, resolved.tokenizer, hp.max_seq_length)
@@ -133,6 +136,8 @@ def run_trial(config: dict) -> dict:
     metrics += [(f"time_{k}_s", v, 0) for k, v in outcome.timings.items()]
     tags = {TAG_KIND: "trial", TAG_SWEEP: ctx["sweep"], TAG_TRIAL_KEY: key, TAG_GIT: ctx.get("git_commit", "unknown"),
             TAG_VERSION: __version__}
+    if cell.get("tuning_choice"):
+        tags["seedlab.tuning_choice"] = cell["tuning_choice"]  # the tuning run that chose these hyperparameters
     run_id = log_run(store, ctx["experiment_id"], run_name(cell), outcome.params, metrics, tags,
                      artifacts, parent_run_id=ctx.get("parent_run_id"))
     log_seconds = time.perf_counter() - t_log

@@ -60,3 +60,17 @@ def test_subsample_depends_on_data_seed_only():
 def test_unknown_task_names_the_valid_ones():
     with pytest.raises(SeedlabError, match=r"unknown task 'sst3' \(valid: .*sst2"):
         load_task("sst3")
+
+
+def test_holdout_comes_from_train_only_and_is_deterministic():
+    from seedlab.tasks import holdout_split
+
+    train, evaluation = load_task("rte")
+    rest, held = holdout_split(train, 0.2)
+    assert len(rest) + len(held) == len(train)
+    assert not set(rest["instance_id"]) & set(held["instance_id"])
+    assert not set(held["instance_id"]) & set(evaluation["instance_id"])
+    assert 0.15 < len(held) / len(train) < 0.25
+    assert list(holdout_split(train, 0.2)[1]["instance_id"]) == list(held["instance_id"])
+    with pytest.raises(SeedlabError, match="invalid holdout fraction"):
+        holdout_split(train, 1.5)
