@@ -47,6 +47,12 @@ def trial_key(cell: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 
+def hp_config_id(hparams: dict) -> str:
+    """A short id of a hyperparameter configuration, so runs of one config can be grouped in analysis."""
+    canonical = json.dumps(Hyperparameters(**hparams).as_params(), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
 def run_name(cell: dict) -> str:
     return f"{cell['task']}/{cell['model']}/p{cell['pretrain_seed']}/f{cell['finetune_seed']}"
 
@@ -97,7 +103,7 @@ def execute_trial(cell: dict, device: str | None = None) -> TrialOutcome:
         "task": c["task"], "model": c["model"], "pretrain_seed": c["pretrain_seed"],
         "finetune_seed": c["finetune_seed"], "init_seed": c["init_seed"], "order_seed": c["order_seed"],
         "dropout_seed": c["dropout_seed"], **c["hparams"], **c["data"], "init_source": resolved.init_source,
-        "device": device, "num_train": len(train_ds), "num_eval": len(eval_ds), "train_steps": result.steps,
+        "hp_config": hp_config_id(c["hparams"]), "device": device, "num_train": len(train_ds), "num_eval": len(eval_ds), "train_steps": result.steps,
     }
     timings = {"setup": setup, "train": result.train_seconds, "eval": eval_seconds}
     return TrialOutcome(params, metrics, result.loss_curve, timings, np.asarray(list(eval_ds["instance_id"])),

@@ -180,10 +180,68 @@ def representation_section(table: RunTable, reps: dict) -> dict:
     return out
 
 
+def condition_table(table: RunTable) -> RunTable:
+    """One 'model' per condition: when runs differ in mitigation method or hyperparameter config, every
+    (model, method, config) becomes its own row label (e.g. `mini/mixout`), so each per-model section
+    compares like with like. A single-condition table comes back unchanged."""
+    from dataclasses import replace
+
+    methods = table.methods_per_run()
+    configs = table.hp_config if table.hp_config is not None else np.full(table.n_runs, "")
+    if len(set(methods)) <= 1 and len(set(configs)) <= 1:
+        return table
+    labels = [m if meth == "standard" and len(set(methods)) <= 1 else f"{m}/{meth}" for m, meth in zip(table.model, methods)]
+    if len(set(configs)) > 1:
+        labels = [f"{label}/hp-{c}" for label, c in zip(labels, configs)]
+    return replace(table, model=np.asarray(labels), method=None, hp_config=None)
+
+
+def design_sections(table: RunTable, metric: str, options: AnalysisOptions) -> dict:
+    """Issue-7 figures over the original axes: methods compared on equal seed counts, variance attributed to
+    hyperparameter config / pretraining seed / fine-tuning seed, and expected best score vs number of trials."""
+    from seedlab.metrics import batched
+    from seedlab.stats.expected_max import expected_max_curve
+    from seedlab.stats.methods import compare_methods
+    from seedlab.stats.variance import variance_components
+
+    out = {}
+    values = batched(metric)(table.labels[None, :], table.predictions)
+    if table.method is not None and not table.is_regression:
+        out["methods"] = {}
+        for model in model_order(table.models()):
+            if len(table.subset(model=model).methods()) >= 2:
+                try:
+                    out["methods"][model] = compare_methods(table, model=model, metric=metric, n_boot=options.n_bootstrap,
+                                                            rng_seed=options.seed).as_dict()
+                except ValueError as exc:
+                    out["methods"][model] = {"unavailable": str(exc)}
+    if table.hp_config is not None and len(table.hp_configs()) >= 2:
+        out["variance_attribution"] = {}
+        for model in model_order(table.models()):
+            rows = table.model == model
+            try:
+                out["variance_attribution"][model] = variance_components(
+                    values[rows], table.hp_config[rows], table.pretrain_seed[rows], table.finetune_seed[rows]).as_dict()
+            except ValueError as exc:
+                out["variance_attribution"][model] = {"unavailable": str(exc)}
+    out["expected_max"] = {}
+    conditions = condition_table(table)  # per model, method and config
+    for label in model_order(conditions.models()):
+        rows = conditions.model == label
+        if rows.sum() >= 2:
+            out["expected_max"][label] = expected_max_curve(values[rows], n_boot=options.n_bootstrap,
+                                                            rng_seed=options.seed).as_dict()
+    out["expected_max_note"] = ("scores on the evaluation split; with a separate validation split this is Dodge "
+                                "et al.'s expected validation performance")
+    return out
+
+
 def analyze_table(task: str, table: RunTable, options: AnalysisOptions | None = None,
                   representations: dict | None = None) -> dict:
     options = options or AnalysisOptions()
     metrics = task_metrics(task, table)
+    extra = design_sections(table, metrics[0], options)
+    table = condition_table(table)
     result = {
         "n_instances": int(len(table.instance_ids)),
         "is_regression": bool(table.is_regression),
@@ -203,6 +261,7 @@ def analyze_table(task: str, table: RunTable, options: AnalysisOptions | None = 
     if representations:
         result["representations"] = representation_section(table, representations)
     result["multibootstrap"] = bootstrap_section(table, metrics[0], options)
+    result.update(extra)
     return result
 
 

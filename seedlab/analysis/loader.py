@@ -44,6 +44,7 @@ class _Run:
     pretrain_seed: int
     finetune_seed: int
     method: str
+    hp_config: str = ""
     preds: PredictionFile | None = None
     reps: np.ndarray | None = None
 
@@ -73,7 +74,7 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
         p = run.data.params
         try:
             chosen[key] = _Run(run.info.run_id, name, p["task"], p["model"], int(p["pretrain_seed"]),
-                               int(p["finetune_seed"]), p.get("method", "standard"))
+                               int(p["finetune_seed"]), p.get("method", "standard"), p.get("hp_config", ""))
         except (KeyError, ValueError) as exc:
             raise SeedlabError(f"trial run {name} ({run.info.run_id}) lacks a valid param {exc}") from None
     if not chosen:
@@ -103,7 +104,7 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
 
 def _table(task: str, runs: list[_Run]) -> tuple[RunTable, dict[str, np.ndarray]]:
     """Align a task's runs on the first run's instance order, after checking they share ids and labels."""
-    runs = sorted(runs, key=lambda r: (r.model, r.method, r.pretrain_seed, r.finetune_seed))
+    runs = sorted(runs, key=lambda r: (r.model, r.method, r.hp_config, r.pretrain_seed, r.finetune_seed))
     reference = runs[0]
     ref_ids = reference.preds.instance_ids
     position = {iid: i for i, iid in enumerate(ref_ids)}
@@ -134,6 +135,7 @@ def _table(task: str, runs: list[_Run]) -> tuple[RunTable, dict[str, np.ndarray]
     has_probs = all(p is not None for p in probs)
     regression = TASKS[task].is_regression if task in TASKS else reference.preds.predictions.dtype.kind == "f"
     methods = np.array([r.method for r in runs])
+    configs = np.array([r.hp_config for r in runs])
     table = RunTable(
         task=task,
         instance_ids=np.asarray(ref_ids),
@@ -146,5 +148,6 @@ def _table(task: str, runs: list[_Run]) -> tuple[RunTable, dict[str, np.ndarray]
         probs=np.stack(probs) if has_probs else None,
         is_regression=regression,
         method=None if np.all(methods == "standard") else methods,
+        hp_config=None if len(set(configs)) <= 1 else configs,
     )
     return table, reps

@@ -45,7 +45,7 @@ def render_summary(result: dict) -> str:
         out += _table(header, rows)
         out.append("consistency_all: share of instances on which all N runs agree (falls as N grows); "
                    "agreement_pairwise: mean share over run pairs (= 1 - PD); N = runs.")
-        out += _instability(t) + _representations(t) + _zhong(t) + _bootstrap(t)
+        out += _instability(t) + _representations(t) + _zhong(t) + _bootstrap(t) + _design(t)
     return "\n".join(out)
 
 
@@ -123,4 +123,39 @@ def _bootstrap(t: dict) -> list[str]:
             d = r["delta"]
             rows.append([scheme, _fmt(d["point"]), f"[{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]", _fmt(r["p_value"])])
         out += _table(["resampling", "delta", "95% CI", "p (delta<=0)"], rows)
+    return out
+
+
+def _design(t: dict) -> list[str]:
+    out = []
+    for model, c in (t.get("methods") or {}).items():
+        if "unavailable" in c:
+            out.append(f"methods ({model}): {c['unavailable']}")
+            continue
+        out += ["", f"-- mitigation methods, {model}: instability on {c['k']} runs each (rank 1 = most stable) --"]
+        intervals = c["bootstrap"]["intervals"]
+        rows = [[method, *(f"{_fmt(c['values'][method][m])} [{_fmt(intervals[method][m]['ci_low'])}, "
+                           f"{_fmt(intervals[method][m]['ci_high'])}] #{int(c['ranks'][m][method])}"
+                           for m in c["measures"])] for method in c["methods"]]
+        out += _table(["method", *c["measures"]], rows)
+        pairs = c["ranking_agreement"].get("pairs", [])
+        if pairs:
+            out.append("ranking agreement (Kendall tau): " + ", ".join(f"{p['a']}~{p['b']} {_fmt(p['tau'], 2)}"
+                                                                       for p in pairs))
+    for model, v in (t.get("variance_attribution") or {}).items():
+        if "unavailable" in v:
+            out.append(f"variance attribution ({model}): {v['unavailable']}")
+            continue
+        shares = v.get("shares_raw") or v.get("shares") or {}
+        out += ["", f"-- variance of {t['metrics'][0]} attributed ({model}, {v['design']} design, ANOVA) --",
+                "  " + ", ".join(f"{k} {_fmt(x, 3)}" for k, x in shares.items())]
+    em = t.get("expected_max") or {}
+    if em:
+        out += ["", f"-- expected best {t['metrics'][0]} of n trials (Dodge et al.) --"]
+        rows = []
+        for label, e in em.items():
+            picks = [n for n in (1, 2, 5, 10) if n <= e["N"]]
+            rows.append([label, *(f"n={n}: {_fmt(e['expected_max'][n - 1])}" for n in picks)])
+        width = max(len(r) for r in rows)
+        out += _table(["condition", *[""] * (width - 1)], [r + [""] * (width - len(r)) for r in rows])
     return out

@@ -210,6 +210,7 @@ class RunTable:
     probs: np.ndarray | None
     is_regression: bool = False
     method: np.ndarray | None = None
+    hp_config: np.ndarray | None = None  # (n,) hyperparameter-configuration id per run, or None (one config)
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -263,6 +264,8 @@ class RunTable:
         set_("finetune_seed", _as_int_array("finetune_seed", self.finetune_seed, n))
         if self.method is not None:
             set_("method", _as_1d("method", self.method, n).astype(str))
+        if self.hp_config is not None:
+            set_("hp_config", _as_1d("hp_config", self.hp_config, n).astype(str))
 
         if self.probs is not None:
             probs = np.asarray(self.probs)
@@ -272,15 +275,18 @@ class RunTable:
                 raise ValueError(f"probs needs at least 2 classes on its last axis, got {probs.shape[2]}")
             set_("probs", probs)
 
-        # one run per (model, method, pretrain_seed, finetune_seed)
+        # one run per (model, method, hyperparameter config, pretrain_seed, finetune_seed)
         meth = self.methods_per_run()
-        keys = np.rec.fromarrays([self.model, meth, self.pretrain_seed, self.finetune_seed])
+        configs = self.hp_config if self.hp_config is not None else np.full(n, "")
+        keys = np.rec.fromarrays([self.model, meth, configs, self.pretrain_seed, self.finetune_seed])
         uk, kc = np.unique(keys, return_counts=True)
         if uk.shape[0] != n:
             dup = uk[kc > 1][0]
+            config = f", hp_config={str(dup[2])!r}" if self.hp_config is not None else ""
             raise ValueError(
-                f"duplicate run cell: model={str(dup[0])!r}, method={str(dup[1])!r}, pretrain_seed={int(dup[2])}, "
-                f"finetune_seed={int(dup[3])} has {int(kc[kc > 1][0])} runs; each cell must have one"
+                f"duplicate run cell: model={str(dup[0])!r}, method={str(dup[1])!r}{config}, "
+                f"pretrain_seed={int(dup[3])}, finetune_seed={int(dup[4])} has {int(kc[kc > 1][0])} runs; "
+                "each cell must have one"
             )
 
     # ------------------------------------------------------------------------------------------------
@@ -373,7 +379,12 @@ class RunTable:
             predictions=self.predictions[keep],
             probs=None if self.probs is None else self.probs[keep],
             method=None if self.method is None else self.method[keep],
+            hp_config=None if self.hp_config is None else self.hp_config[keep],
         )
+
+    def hp_configs(self) -> list[str]:
+        """Sorted unique hyperparameter-configuration ids (``[""]`` when there is one unnamed config)."""
+        return [""] if self.hp_config is None else sorted(set(self.hp_config.tolist()))
 
     def correctness(self) -> np.ndarray:
         """(n, m) float: 1.0 where the prediction equals the label, else 0.0. Classification only."""
@@ -396,6 +407,9 @@ class RunTable:
                 raise ValueError(f"model {model!r} has runs under several methods {meths}; pass method=")
         else:
             sub = sub.subset(method=method)
+        if len(sub.hp_configs()) > 1:
+            raise ValueError(f"model {model!r} has runs under several hyperparameter configs {sub.hp_configs()}; "
+                             "a seed grid needs one (analyse each config on its own)")
         pseeds = np.unique(sub.pretrain_seed)
         fseeds = np.unique(sub.finetune_seed)
         pi = np.searchsorted(pseeds, sub.pretrain_seed)

@@ -1,0 +1,190 @@
+"""Log an analysis back into its MLflow experiment, beside the trial runs it analysed.
+
+Each call creates ONE new FINISHED run named ``analysis`` (tag ``seedlab.kind=analysis``; the loader reads
+only ``seedlab.kind=trial``, so an analysis is never mistaken for a trial). Nothing is replaced: analysing
+again adds a new ``analysis`` run, and every earlier analysis run of the experiment is marked with the tag
+``seedlab.superseded_by=<new run id>`` (their params, metrics and artifacts stay as they were). The newest
+analysis is the ``analysis`` run without that tag; the new run records the number of runs it supersedes in
+the tag ``seedlab.analysis_supersedes``.
+
+The run holds:
+
+* artifacts: ``report/<report file>`` (the HTML report), ``analysis/<json file>`` (the full result),
+  ``figures/*.png`` (every figure of the report);
+* metrics (step 0, headline figures from the result, nothing recomputed), named ``<task>.<model>.<name>``:
+  ``<metric>_mean``, ``<metric>_sd``, ``<metric>_min``, ``<metric>_max``, ``n_runs``, ``consistency_all``,
+  ``agreement_pairwise``, ``fleiss_kappa``, ``pd``, ``jsd``, ``bias2``, ``pretrain_var``, ``finetune_var``,
+  ``mb_point``, ``mb_ci_low``, ``mb_ci_high``; per ordered model pair ``<task>.decay.<from>_to_<to>.lower_bound``;
+  with ``--compare`` ``<task>.compare.<scheme>.delta`` / ``.delta_ci_low`` / ``.delta_ci_high``. Undefined
+  values (None) are left out. Characters MLflow does not allow in a name become ``_``;
+* params: the result schema, the tasks, the bootstrap settings and the compared pair;
+* tags: ``seedlab.kind``, ``seedlab.git_commit``, ``seedlab.version``, ``seedlab.analysis_schema``, and the
+  run description (``mlflow.note.content``, shown by the MLflow UI): where the report is and the headline
+  sentences of the report. A superseded run's description starts with "Superseded by analysis run <id>".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from seedlab import __version__
+from seedlab.errors import SeedlabError
+from seedlab.tracking import (MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, TAG_GIT, TAG_KIND, TAG_VERSION, client,
+                              find_experiment, git_commit, retry)
+
+RUN_NAME = "analysis"
+KIND = "analysis"
+TAG_SCHEMA = "seedlab.analysis_schema"
+TAG_SUPERSEDED_BY = "seedlab.superseded_by"
+TAG_SUPERSEDES = "seedlab.analysis_supersedes"
+TAG_NOTE = "mlflow.note.content"  # the run description in the MLflow UI
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
+
+
+def metric_name(*parts) -> str:
+    """MLflow allows letters, digits, ``_ - . /`` and spaces in a metric name; anything else becomes ``_``."""
+    return ".".join(_UNSAFE.sub("_", str(p)) for p in parts)
+
+
+def headline_metrics(result: dict) -> dict[str, float]:
+    """The headline figures of `result` as {metric name: value}; values taken as they are, None left out."""
+    out: dict[str, float] = {}
+
+    def put(value, *parts):
+        if isinstance(value, bool) or value is None:
+            return
+        if isinstance(value, (int, float)):
+            out[metric_name(*parts)] = float(value)
+
+    for task, t in (result.get("tasks") or {}).items():
+        zhong = t.get("zhong") or {}
+        boot = t.get("multibootstrap") or {}
+        for model, m in (t.get("models") or {}).items():
+            put(m.get("n_runs"), task, model, "n_runs")
+            for metric, s in (m.get("metrics") or {}).items():
+                for stat in ("mean", "sd", "min", "max"):
+                    put(s.get(stat), task, model, f"{metric}_{stat}")
+            for key in ("consistency_all", "agreement_pairwise", "fleiss_kappa"):
+                put(m.get(key), task, model, key)
+            inst = m.get("instability") or {}
+            put(inst.get("pd"), task, model, "pd")
+            put(inst.get("jsd"), task, model, "jsd")
+            means = ((zhong.get("noise") or {}).get(model) or {}).get("means") or {}
+            for key in ("bias2", "pretrain_var", "finetune_var"):
+                put(means.get(key), task, model, key)
+            est = (boot.get("models") or {}).get(model) or {}
+            put(est.get("point"), task, model, "mb_point")
+            put(est.get("ci_low"), task, model, "mb_ci_low")
+            put(est.get("ci_high"), task, model, "mb_ci_high")
+        for d in zhong.get("decay") or []:
+            put(d.get("lower_bound"), task, "decay", f"{d.get('from')}_to_{d.get('to')}", "lower_bound")
+        comp = boot.get("comparison") or {}
+        for scheme in ("seeds_and_examples", "seeds_only", "examples_only"):
+            delta = (comp.get(scheme) or {}).get("delta") or {}
+            put(delta.get("point"), task, "compare", scheme, "delta")
+            put(delta.get("ci_low"), task, "compare", scheme, "delta_ci_low")
+            put(delta.get("ci_high"), task, "compare", scheme, "delta_ci_high")
+    return out
+
+
+def analysis_params(result: dict) -> dict[str, str]:
+    tasks = result.get("tasks") or {}
+    params = {"schema": result.get("schema"), "tasks": ",".join(tasks)}
+    boots = [t.get("multibootstrap") or {} for t in tasks.values()]
+    if boots:
+        params["bootstrap"] = boots[0].get("n_boot")
+        params["seed"] = boots[0].get("seed")
+        comp = next((b["comparison"] for b in boots if b.get("comparison")), None)
+        if comp:
+            params["compare"] = f"{comp['baseline']},{comp['intervention']}"
+            params["paired"] = comp.get("paired")
+    runs = result.get("runs") or {}
+    params["trial_runs_finished"] = (runs.get("by_status") or {}).get("FINISHED", 0)
+    return {k: str(v)[:500] for k, v in params.items() if v is not None}
+
+
+def description(result: dict, report_name: str, json_name: str) -> str:
+    from seedlab.report.html import headline_sentences
+
+    finished = ((result.get("runs") or {}).get("by_status") or {}).get("FINISHED", 0)
+    lines = [f"seedlab analysis of {finished} finished trial runs ({result.get('schema')}). Open the report: "
+             f"artifact `report/{report_name}`; every figure: `analysis/{json_name}`; images: `figures/`.", ""]
+    lines += [f"- {s}" for s in headline_sentences(result)]
+    return "\n".join(lines)
+
+
+def _stage(report_path, json_path, figures_dir, result: dict, tmp: Path) -> Path:
+    """The run's artifact tree in a local folder: report/, analysis/, figures/."""
+    root = tmp / "artifacts"
+    (root / "report").mkdir(parents=True)
+    (root / "analysis").mkdir()
+    report_path = Path(report_path)
+    if not report_path.is_file():
+        raise SeedlabError(f"report {report_path} does not exist")
+    shutil.copy2(report_path, root / "report" / report_path.name)
+    if json_path is not None:
+        json_path = Path(json_path)
+        if not json_path.is_file():
+            raise SeedlabError(f"analysis JSON {json_path} does not exist")
+        shutil.copy2(json_path, root / "analysis" / json_path.name)
+    else:  # the run always carries the full result
+        (root / "analysis" / "analysis.json").write_text(json.dumps(result, indent=2, allow_nan=False))
+    if figures_dir is not None:
+        figures = sorted(Path(figures_dir).glob("*.png"))
+        if figures:
+            (root / "figures").mkdir()
+            for f in figures:
+                shutil.copy2(f, root / "figures" / f.name)
+    return root
+
+
+def publish_analysis(result: dict, report_path, json_path=None, figures_dir=None, tracking_uri: str | None = None,
+                     experiment: str | None = None) -> str:
+    """Log `result` as a new FINISHED ``analysis`` run in `experiment` (default: the result's) and return its id.
+
+    `report_path`: the HTML report; `json_path`: the result JSON (None: written from `result`); `figures_dir`:
+    a folder of figure PNGs (None or empty: no figures/). Earlier analysis runs get ``seedlab.superseded_by``.
+    """
+    from mlflow.entities import Metric, Param, ViewType
+
+    experiment = experiment or result.get("experiment")
+    if not experiment:
+        raise SeedlabError("publish_analysis: no experiment given and the result names none")
+    store = client(tracking_uri or result.get("tracking_uri"))
+    exp = find_experiment(store, experiment)
+    earlier = store.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_KIND}` = '{KIND}'",
+                                run_view_type=ViewType.ACTIVE_ONLY, max_results=50000)
+    earlier = [r for r in earlier if TAG_SUPERSEDED_BY not in r.data.tags]
+    tags = {TAG_KIND: KIND, TAG_GIT: git_commit(), TAG_VERSION: __version__, "mlflow.runName": RUN_NAME,
+            TAG_SCHEMA: str(result.get("schema")), TAG_SUPERSEDES: str(len(earlier))}
+    with tempfile.TemporaryDirectory(prefix="seedlab-publish-") as tmp:
+        staged = _stage(report_path, json_path, figures_dir, result, Path(tmp))
+        tags[TAG_NOTE] = description(result, Path(report_path).name,
+                                     Path(json_path).name if json_path is not None else "analysis.json")
+        run = retry(store.create_run, exp.experiment_id, run_name=RUN_NAME, tags=tags)
+        run_id = run.info.run_id
+        try:
+            now = int(time.time() * 1000)
+            params = [Param(k, v) for k, v in analysis_params(result).items()]
+            metrics = [Metric(k, v, now, 0) for k, v in headline_metrics(result).items()]
+            for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
+                retry(store.log_batch, run_id, params=params[i : i + MAX_PARAMS_PER_BATCH])
+            for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+                retry(store.log_batch, run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
+            retry(store.log_artifacts, run_id, str(staged))
+            retry(store.set_terminated, run_id, "FINISHED")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                store.set_terminated(run_id, "FAILED")
+            raise
+    for r in earlier:  # only once the new run is complete
+        retry(store.set_tag, r.info.run_id, TAG_SUPERSEDED_BY, run_id)
+        note = r.data.tags.get(TAG_NOTE, "")
+        retry(store.set_tag, r.info.run_id, TAG_NOTE, f"**Superseded by analysis run {run_id}.**\n\n{note}")
+    return run_id
