@@ -16,10 +16,15 @@ def _analyze(args) -> int:
     from seedlab.analysis.loader import load_experiment
     from seedlab.analysis.render import render_summary
 
-    if args.json:  # fail before the (possibly long) loading, and never leave a half-written file
-        parent = Path(args.json).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise SeedlabError(f"--json directory {parent} does not exist")
+    from seedlab.report.figures import slug
+
+    report = Path(args.report or f"seedlab-report-{slug(args.experiment)}.html")
+    # fail before the (possibly long) loading, and never leave a half-written file
+    for flag, target in (("--json", args.json), ("--report", report)):
+        if target:
+            parent = Path(target).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise SeedlabError(f"{flag} directory {parent} does not exist")
     if args.bootstrap < 1:
         raise SeedlabError(f"invalid --bootstrap {args.bootstrap} (valid: an integer >= 1, e.g. 1000)")
     options = AnalysisOptions(compare=tuple(args.compare) if args.compare else None, n_bootstrap=args.bootstrap,
@@ -33,6 +38,18 @@ def _analyze(args) -> int:
         tmp.write_text(json.dumps(result, indent=2, allow_nan=False))
         tmp.replace(target)
         print(f"\nJSON written to {target}")
+    import tempfile
+
+    from seedlab.report import write_report
+
+    with tempfile.TemporaryDirectory(prefix="seedlab-figures-") as figures:
+        write_report(result, report, figures_dir=figures)
+        print(f"Report written to {report}")
+        if not args.no_log:
+            from seedlab.analysis.publish import publish_analysis
+
+            run_id = publish_analysis(result, report, args.json, figures, args.tracking_uri, args.experiment)
+            print(f"Analysis logged to MLflow: run 'analysis' ({run_id}) in experiment {args.experiment!r}")
     return 0
 
 
@@ -63,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True, help="MLflow experiment name (a sweep writes <sweep>-<profile>)")
     p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else ./mlruns")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    p.add_argument("--report", metavar="PATH", help="HTML report (default: ./seedlab-report-<experiment>.html)")
+    p.add_argument("--no-log", action="store_true", help="do not log the analysis to MLflow as a run named 'analysis'")
     p.add_argument("--compare", nargs=2, metavar=("BASELINE", "INTERVENTION"),
                    help="Multi-Bootstrap comparison of two models (difference = intervention - baseline)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")

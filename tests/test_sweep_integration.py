@@ -128,7 +128,8 @@ def test_analyze_matches_an_independent_computation(sweep, tmp_path):
 
     out = tmp_path / "analysis.json"
     proc = subprocess.run([sys.executable, "-m", "seedlab.cli", "analyze", "--experiment", "itest",
-                           "--tracking-uri", sweep["uri"], "--json", str(out)], capture_output=True, text=True)
+                           "--tracking-uri", sweep["uri"], "--json", str(out), "--report", str(tmp_path / "r.html")],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "consistency_all" in proc.stdout and "ddof=0" in proc.stdout
     result = json.loads(out.read_text())

@@ -11,6 +11,7 @@ Result shape (`seedlab analyze --json`; every number a float, None where undefin
              "n_runs": int,
              "metrics": {metric: {n, mean, sd, ddof, min, max, values: [per run]}},
              "consistency_all": float|None, "agreement_pairwise": float|None, "fleiss_kappa": float|None,
+             "agreement_matrix": {run_names, run_ids, matrix: n x n share of equal labels},
              "instability": {sd, pd, jsd, one_minus_fleiss_kappa, ...} | None}}}}}
 
 `sd` is the population SD over runs (ddof=0, Du & Nguyen's choice); `ddof` is recorded beside it.
@@ -27,7 +28,7 @@ from itertools import combinations, permutations
 from seedlab.errors import SeedlabError
 from seedlab.metrics import score
 from seedlab.models import BERT_SIZES
-from seedlab.stats.agreement import (agreement_pairwise, consistency_all, fleiss_kappa, instability_measures,
+from seedlab.stats.agreement import (agreement_matrix, agreement_pairwise, consistency_all, fleiss_kappa, instability_measures,
                                      measure_agreement, subsample_insensitivity, summarize_metric)
 from seedlab.stats.representations import pairwise_layer_distances
 from seedlab.stats.design import RunTable, design_report
@@ -54,6 +55,10 @@ def task_metrics(task: str, table: RunTable) -> tuple[str, ...]:
     return ("pearson", "spearman") if table.is_regression else ("accuracy",)
 
 
+def run_names(table: RunTable, rows) -> list[str]:
+    return [f"{table.task}/{table.model[r]}/p{table.pretrain_seed[r]}/f{table.finetune_seed[r]}" for r in rows]
+
+
 def summarize_model(table: RunTable, model: str, metrics: tuple[str, ...]) -> dict:
     """Macro figures (metric mean/SD/min/max over runs) and micro figures (agreement) for one model."""
     rows = np.flatnonzero(table.model == model)
@@ -74,6 +79,8 @@ def summarize_model(table: RunTable, model: str, metrics: tuple[str, ...]) -> di
         out["agreement_pairwise"] = agreement_pairwise(preds)
         out["fleiss_kappa"] = fleiss_kappa(preds)
         out["instability"] = instability_measures(preds, probs, values[metrics[0]], ddof=DDOF)
+        out["agreement_matrix"] = {"run_names": run_names(table, rows), "run_ids": table.run_ids[rows].tolist(),
+                                   "matrix": agreement_matrix(preds)}
     return out
 
 

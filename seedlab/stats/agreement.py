@@ -21,6 +21,7 @@ from scipy.special import xlogy
 from scipy.stats import kendalltau, pearsonr, spearmanr
 
 __all__ = [
+    "agreement_matrix",
     "summarize_metric",
     "label_counts",
     "consistency_all",
@@ -129,6 +130,23 @@ def label_counts(preds, n_classes: int | None = None) -> np.ndarray:
         c = int(codes.max()) + 1
     flat = (np.arange(m)[None, :] * c + codes).ravel()
     return np.bincount(flat, minlength=m * c).reshape(m, c)
+
+
+def agreement_matrix(preds) -> np.ndarray:
+    """Run x run agreement A[i, j] = (1/m) sum_k [yhat_ik = yhat_jk], shape (n, n), ones on the diagonal.
+
+    One BLAS product per class (X_c[i, k] = [yhat_ik = c]); memory O(n m). The off-diagonal mean equals
+    ``agreement_pairwise``.
+    """
+    preds = _check_preds(preds)
+    n, m = preds.shape
+    _, codes = np.unique(preds, return_inverse=True)
+    codes = codes.reshape(n, m)
+    out = np.zeros((n, n))
+    for c in range(int(codes.max()) + 1):
+        x = (codes == c).astype(np.float64)
+        out += x @ x.T
+    return out / m
 
 
 def consistency_all(preds) -> float:

@@ -1,0 +1,713 @@
+"""The report's figures, drawn with matplotlib (Agg, no pyplot state) from the analysis result dict only.
+
+Every builder takes one task's part of the result (``result["tasks"][task]``) and returns a list of
+`Plot` (a PNG and the tables of the numbers it draws) or `Unavailable` (a title and why). No builder
+computes a statistic: they draw and tabulate numbers that are in the result. The only arithmetic is for
+display (counting how many instances share a pair of instance accuracies, to size scatter markers; a
+max - min range).
+
+Conventions: the Okabe-Ito palette (colour-blind safe, in this order), constrained layout, axis labels
+with units, tick labels shortened and rotated when long or many.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+# Okabe & Ito (2008), "Color Universal Design": blue, orange, bluish green, reddish purple, sky blue,
+# vermillion, black, yellow (yellow last: weak on white).
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
+GREY = "#777777"
+DPI = 110
+MAX_TICK_LABELS = 30  # heatmap axes: at most this many labelled ticks
+MAX_ANNOTATED_RUNS = 12  # heatmap cells carry their value up to this many runs
+MAX_CROSSTAB_LEVELS = 21  # instance-accuracy levels beyond this are binned (width 0.05) for display
+LABEL_CHARS = 18  # tick labels longer than this are cut with an ellipsis
+
+METRIC_LABELS = {
+    "accuracy": "accuracy (fraction correct, 0-1)",
+    "f1": "F1 (binary, 0-1)",
+    "f1_macro": "macro F1 (0-1)",
+    "mcc": "Matthews corr. coef. (-1 to 1)",
+    "pearson": "Pearson r (-1 to 1)",
+    "spearman": "Spearman rho (-1 to 1)",
+}
+MEASURE_LABELS = {
+    "svcca": "SVCCA distance (1 - mean CCA)",
+    "procrustes": "orthogonal Procrustes distance",
+    "cka": "linear CKA distance (1 - CKA)",
+}
+SCHEME_LABELS = {
+    "seeds_and_examples": "seeds and examples",
+    "seeds_only": "seeds only",
+    "examples_only": "examples only",
+}
+
+_RC = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#dddddd",
+    "grid.linewidth": 0.6,
+    "axes.axisbelow": True,
+    "svg.fonttype": "none",
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    """The numbers behind a figure. Cells: str, int, float (formatted by the page) or None (shown as -)."""
+
+    header: tuple
+    rows: tuple
+    caption: str = ""
+    collapsed: bool = False  # long tables go in a closed <details>
+    label: str = ""  # what the closed <details> says it holds, e.g. the model
+
+
+@dataclass(frozen=True)
+class Plot:
+    key: str  # file-safe and unique within a report: "<task>-<section>[-<model>]"
+    title: str
+    caption: str
+    alt: str
+    png: bytes
+    tables: tuple = ()
+    size: tuple = (0, 0)  # (width, height) in pixels
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    title: str
+    reason: str
+
+
+@dataclass
+class Section:
+    id: str  # "<task>-<name>", an HTML id
+    title: str
+    intro: str
+    items: list = field(default_factory=list)  # Plot | Unavailable | Table
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def slug(text: str) -> str:
+    """A file- and id-safe form of a task or model name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "x"
+
+
+def short(label: str, limit: int = LABEL_CHARS) -> str:
+    label = str(label)
+    return label if len(label) <= limit else label[: limit - 1] + "\u2026"
+
+
+def colour(i: int) -> str:
+    return OKABE_ITO[i % len(OKABE_ITO)]
+
+
+def _figure(width: float, height: float):
+    """A figure on its own Agg canvas: no pyplot, no global backend, safe beside other matplotlib users."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _render(fig) -> tuple[bytes, tuple[int, int]]:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None}, facecolor="white")
+    width, height = fig.canvas.get_width_height()
+    return buf.getvalue(), (int(width), int(height))
+
+
+def _plot(key: str, title: str, caption: str, alt: str, draw: Callable, tables) -> Plot:
+    """Run ``draw() -> Figure`` under the report style and wrap the PNG with its tables."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        fig = draw()
+        png, size = _render(fig)
+    return Plot(key, title, caption, alt, png, tuple(tables), size)
+
+
+def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
+    cols = min(n, max_cols)
+    return (n + cols - 1) // cols, cols
+
+
+def _model_ticks(ax, names, axis: str = "x") -> None:
+    """Model names as tick labels: shortened, rotated when many or long."""
+    labels = [short(n) for n in names]
+    rotate = len(names) > 4 or max((len(s) for s in labels), default=0) > 10
+    pos = np.arange(len(names))
+    if axis == "x":
+        ax.set_xticks(pos, labels, rotation=30 if rotate else 0, ha="right" if rotate else "center",
+                      rotation_mode="anchor")
+    else:
+        ax.set_yticks(pos, labels)
+
+
+# --------------------------------------------------------------------------------------------------
+# metric distributions across seeds
+# --------------------------------------------------------------------------------------------------
+
+
+def metric_distributions(task: str, t: dict) -> list:
+    title = "Metric distributions across seeds"
+    models = t.get("models") or {}
+    metrics = [m for m in t.get("metrics", []) if all("values" in (mm["metrics"].get(m) or {})
+                                                       for mm in models.values())]
+    if not models or not metrics:
+        return [Unavailable(title, "the result has no per-run metric values")]
+    names = list(models)
+
+    def draw():
+        rows, cols = _grid(len(metrics))
+        width = min(9.0, max(3.2, 0.9 * len(names) + 1.6) * cols)
+        fig = _figure(width, 3.3 * rows)
+        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+        for ax, metric in zip(axes, metrics):
+            data = [np.asarray(models[n]["metrics"][metric]["values"], dtype=float) for n in names]
+            ax.boxplot(data, positions=np.arange(len(names)), widths=0.5, showfliers=False, whis=(0, 100),
+                       medianprops={"color": "black"}, boxprops={"color": GREY}, whiskerprops={"color": GREY},
+                       capprops={"color": GREY})
+            for i, v in enumerate(data):
+                k = np.arange(len(v))
+                jitter = ((k * 0.6180339887) % 1.0 - 0.5) * 0.3  # deterministic, spreads equal values
+                ax.scatter(i + jitter, v, s=18, color=colour(i), alpha=0.85, edgecolors="white", linewidths=0.4,
+                           zorder=3)
+                stats = models[names[i]]["metrics"][metric]
+                if stats.get("mean") is not None:
+                    ax.scatter([i + 0.32], [stats["mean"]], marker="D", s=22, color="black", zorder=4)
+            _model_ticks(ax, names)
+            ax.set_xlabel("model")
+            ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+            counts = sorted({len(v) for v in data})
+            ax.set_title(f"{metric}: one point per run ({'/'.join(map(str, counts))} runs)")
+        for ax in axes[len(metrics):]:
+            ax.set_visible(False)
+        return fig
+
+    summary_rows, value_rows = [], []
+    for metric in metrics:
+        for n in names:
+            s = models[n]["metrics"][metric]
+            rng = None if s.get("max") is None or s.get("min") is None else s["max"] - s["min"]
+            summary_rows.append((n, metric, s.get("n"), s.get("mean"), s.get("sd"), s.get("min"), s.get("max"), rng))
+            value_rows.append((n, metric, ", ".join(f"{v:.4f}" for v in s["values"])))
+    ddof = next(iter(models.values()))["metrics"][metrics[0]].get("ddof", 0)
+    tables = [
+        Table(("model", "metric", "runs", "mean", f"SD (ddof={ddof})", "min", "max", "max - min"),
+              tuple(summary_rows), "Per model and metric, over runs."),
+        Table(("model", "metric", "per-run values (as plotted)"), tuple(value_rows), collapsed=True,
+              label="per-run values"),
+    ]
+    caption = ("Each point is one fine-tuning run; boxes span the quartiles, whiskers the full range, the "
+               "line is the median and the diamond the mean. The spread is what the random seed alone moves.")
+    return [_plot(f"{slug(task)}-distributions", title, caption,
+                  f"{task}: per-run {', '.join(metrics)} by model", draw, tables)]
+
+
+# --------------------------------------------------------------------------------------------------
+# run x run agreement
+# --------------------------------------------------------------------------------------------------
+
+
+def _run_labels(names: list[str]) -> list[str]:
+    """Drop the path prefix all run names share ("sst2/mini/"), keeping e.g. "p3/f1"."""
+    parts = [str(n).split("/") for n in names]
+    common = 0
+    while all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
+        common += 1
+    return ["/".join(p[common:]) for p in parts]
+
+
+def agreement_heatmaps(task: str, t: dict) -> list:
+    title = "Run \u00d7 run agreement"
+    if t.get("is_regression"):
+        return [Unavailable(title, "label agreement is undefined for a regression task")]
+    models = t.get("models") or {}
+    if not any("agreement_matrix" in m for m in models.values()):
+        return [Unavailable(title, "the analysis result has no per-model 'agreement_matrix' (run names and the "
+                                   "pairwise share of equal predictions); it needs a seedlab analyze that adds it")]
+    panels, missing = [], {}
+    for model, m in models.items():
+        am = m.get("agreement_matrix")
+        matrix = None if not am else np.asarray(am["matrix"], dtype=float)
+        if matrix is None or matrix.ndim != 2 or len(matrix) < 2:
+            missing[model] = m.get("agreement_note", "agreement needs at least 2 runs")
+            continue
+        names = list(am.get("run_names") or [f"run {i + 1}" for i in range(len(matrix))])
+        panels.append((model, matrix, names))
+    if not panels:
+        return [Unavailable(title, "; ".join(f"{m}: {r}" for m, r in missing.items()))]
+    # one colour scale for every model of the task, spanning the off-diagonal pairs
+    off = np.concatenate([mat[~np.eye(len(mat), dtype=bool)] for _, mat, _ in panels])
+    off = off[np.isfinite(off)]
+    vmin, vmax = (float(off.min()), float(off.max())) if off.size else (0.0, 1.0)
+    if vmax - vmin < 1e-3:  # all pairs (nearly) equal: a small band around the value
+        vmin, vmax = vmin - 5e-4, vmax + 5e-4
+    n_max = max(len(mat) for _, mat, _ in panels)
+    digits = 3 if vmax - vmin < 0.05 else 2  # close values need the third decimal to differ
+
+    def draw():
+        import matplotlib
+
+        cols = min(len(panels), 3 if n_max <= 10 else 2 if n_max <= 20 else 1)
+        rows = (len(panels) + cols - 1) // cols
+        panel = min(8.4 / cols, 2.4 + 0.34 * n_max)
+        fig = _figure(panel * cols + 1.0, panel * rows + 0.3)
+        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+        cmap = matplotlib.colormaps["cividis"].with_extremes(bad="#eeeeee")
+        im = None
+        for ax, (model, matrix, names) in zip(axes, panels):
+            n = len(matrix)
+            labels = [short(s, 14) for s in _run_labels(names)]
+            offdiag = ~np.eye(n, dtype=bool)
+            im = ax.imshow(np.where(offdiag, matrix, np.nan), cmap=cmap, vmin=vmin, vmax=vmax,
+                           interpolation="nearest")
+            ax.grid(False)
+            step = max(1, int(np.ceil(n / MAX_TICK_LABELS)))
+            ticks = np.arange(0, n, step)
+            ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=90)
+            ax.set_yticks(ticks, [labels[i] for i in ticks])
+            ax.set_xlabel("run")
+            ax.set_ylabel("run")
+            ax.set_title(f"{short(model)} ({n} runs)")
+            if n <= MAX_ANNOTATED_RUNS and (panel - 0.9) / n >= 0.2 + 0.09 * digits:  # room for the digits (inches)
+                mid = (vmin + vmax) / 2
+                for i in range(n):
+                    for j in range(n):
+                        if i != j and np.isfinite(matrix[i, j]):
+                            ax.text(j, i, f"{matrix[i, j]:.{digits}f}", ha="center", va="center", fontsize=6.5,
+                                    color="black" if matrix[i, j] > mid else "white")
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        bar = fig.colorbar(im, ax=list(axes[: len(panels)]), shrink=0.9)
+        bar.set_label("agreement (share of instances)")
+        return fig
+
+    tables = []
+    for model, matrix, names in panels:
+        rows = tuple((names[i], *matrix[i].tolist()) for i in range(len(matrix)))
+        tables.append(Table(("run", *_run_labels(names)), rows, f"{model}: share of evaluation instances on which "
+                            "two runs predict the same label.", collapsed=True, label=f"{model}, {len(matrix)} runs"))
+    caption = ("Cell (i, j) is the share of evaluation instances on which runs i and j predict the same label. "
+               "One colour scale for all models, from the lowest to the highest pair; the diagonal (a run with "
+               "itself, always 1) is left blank. Runs listed by pretraining seed: runs sharing one form blocks "
+               "along the diagonal.")
+    if missing:
+        caption += " Not available: " + "; ".join(f"{m} ({r})" for m, r in missing.items()) + "."
+    return [_plot(f"{slug(task)}-agreement", title, caption, f"{task}: run by run agreement heatmaps", draw, tables)]
+
+
+# --------------------------------------------------------------------------------------------------
+# instance accuracy between models (Zhong et al.)
+# --------------------------------------------------------------------------------------------------
+
+
+def _model_pairs(models: list[str], limit: int = 6) -> list[tuple[str, str]]:
+    """Neighbouring sizes, then smallest vs largest; at most `limit` pairs."""
+    pairs = list(zip(models, models[1:]))
+    if len(models) > 2:
+        pairs.append((models[0], models[-1]))
+    return pairs[:limit]
+
+
+def _levels(x: np.ndarray) -> np.ndarray:
+    """Display levels of instance accuracies: exact when few, else rounded to 0.05."""
+    if len(np.unique(x)) > MAX_CROSSTAB_LEVELS:
+        return np.round(x * 20) / 20
+    return np.round(x, 10)
+
+
+def _zhong_unavailable(t: dict) -> str | None:
+    if t.get("is_regression"):
+        return "per-instance correctness (Zhong et al.) is undefined for a regression task"
+    if not t.get("zhong"):
+        return "the result has no Zhong et al. section"
+    return None
+
+
+def instance_accuracy_scatter(task: str, t: dict) -> list:
+    title = "Instance accuracy between models"
+    if reason := _zhong_unavailable(t):
+        return [Unavailable(title, reason)]
+    ia = t["zhong"].get("instance_accuracy") or {}
+    models = list(ia)
+    if len(models) < 2:
+        return [Unavailable(title, f"needs at least two models; this task has {len(models)} "
+                                   f"({', '.join(models) or 'none'})")]
+    pairs = _model_pairs(models)
+    crosstabs = []
+    for a, b in pairs:
+        xa, xb = _levels(np.asarray(ia[a], dtype=float)), _levels(np.asarray(ia[b], dtype=float))
+        la, lb = np.unique(xa), np.unique(xb)
+        counts = np.zeros((len(la), len(lb)), dtype=np.int64)
+        np.add.at(counts, (np.searchsorted(la, xa), np.searchsorted(lb, xb)), 1)
+        crosstabs.append((a, b, la, lb, counts))
+    m = len(ia[models[0]])
+
+    def draw():
+        rows, cols = _grid(len(pairs))
+        fig = _figure(min(9.0, 3.1 * cols + 0.4), 3.1 * rows)
+        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+        for ax, (a, b, la, lb, counts) in zip(axes, crosstabs):
+            ii, jj = np.nonzero(counts)
+            c = counts[ii, jj]
+            ax.scatter(la[ii], lb[jj], s=8 + 220 * np.sqrt(c / counts.max()), color=OKABE_ITO[0], alpha=0.6,
+                       edgecolors="white", linewidths=0.4, zorder=3)
+            ax.plot([0, 1], [0, 1], ls="--", color=GREY, lw=0.9, zorder=2)
+            ax.set_xlim(-0.06, 1.06)
+            ax.set_ylim(-0.06, 1.06)
+            ax.set_aspect("equal")
+            ax.set_xlabel(f"{short(a)}: instance accuracy")
+            ax.set_ylabel(f"{short(b)}: instance accuracy")
+            ax.set_title(f"{short(b)} vs {short(a)}")
+        for ax in axes[len(pairs):]:
+            ax.set_visible(False)
+        return fig
+
+    tables = []
+    for a, b, la, lb, counts in crosstabs:
+        rows = tuple((f"{x:g}", *counts[i].tolist()) for i, x in enumerate(la))
+        tables.append(Table((f"{a} \\ {b}", *(f"{y:g}" for y in lb)), rows,
+                            f"Number of instances by instance accuracy: rows {a}, columns {b}.", collapsed=True,
+                            label=f"{b} vs {a}, instance counts"))
+    caption = (f"Instance accuracy = share of a model's runs that get an instance right ({m} instances). Each "
+               "marker is the set of instances with one pair of instance accuracies; marker area grows with "
+               "their number. Below the dashed diagonal: instances the second model gets right less often.")
+    return [_plot(f"{slug(task)}-instance-accuracy", title, caption, f"{task}: instance accuracy scatter plots",
+                  draw, tables)]
+
+
+# --------------------------------------------------------------------------------------------------
+# decaying instances: Decayhat(t) vs Decay'(t)
+# --------------------------------------------------------------------------------------------------
+
+
+def decay_curves(task: str, t: dict) -> list:
+    title = "Decaying instances: Decayhat(t) vs Decay\u2032(t)"  # = the SECTIONS title
+    if reason := _zhong_unavailable(t):
+        return [Unavailable(title, reason)]
+    decay = [d for d in t["zhong"].get("decay", []) if d.get("t") and d.get("decay_hat") is not None]
+    if not decay:
+        return [Unavailable(title, "needs at least two models with runs to compare")]
+
+    def draw():
+        rows, cols = _grid(len(decay))
+        fig = _figure(min(9.0, 3.0 * cols + 0.4), 2.7 * rows + 0.4)
+        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)).ravel()
+        for ax, d in zip(axes, decay):
+            x = np.asarray(d["t"], dtype=float)
+            ax.plot(x, np.asarray(d["decay_hat"], dtype=float), color=OKABE_ITO[0], lw=1.6,
+                    label=r"$\widehat{\mathrm{Decay}}(t)$: observed")
+            ax.plot(x, np.asarray(d["decay_baseline"], dtype=float), color=OKABE_ITO[1], lw=1.6, ls="--",
+                    label=r"$\mathrm{Decay}'(t)$: random baseline (same model)")
+            if d.get("argmax_t") is not None:
+                ax.axvline(d["argmax_t"], color=GREY, lw=0.8, ls=":", label="t of the largest gap")
+            lb = d.get("lower_bound")
+            ax.set_title(f"{short(d['from'], 14)} \u2192 {short(d['to'], 14)}"
+                         + (f" (bound {lb:.3f})" if lb is not None else ""))
+            ax.set_xlim(-1.0, 0.0)
+        for ax in axes[len(decay):]:
+            ax.set_visible(False)
+        for ax in axes[(rows - 1) * cols:]:
+            ax.set_xlabel("threshold t (accuracy difference)")
+        for ax in axes[::cols]:
+            ax.set_ylabel("share of instances \u2264 t")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=3, frameon=False)
+        return fig
+
+    summary = tuple((d["from"], d["to"], d.get("max_difference"), d.get("bias"), d.get("lower_bound"),
+                     d.get("argmax_t"), (d.get("fisher_bh") or {}).get("fraction")) for d in decay)
+    tables = [Table(("from", "to", "raw max gap", "bootstrap bias", "lower bound", "at t", "Fisher+BH share"),
+                    summary, "Lower bound on the share of instances where the second model is "
+                                         "truly worse (Zhong et al. Theorem 1, bias-corrected).")]
+    header = ["t"]
+    cols = []
+    for d in decay:
+        header += [f"{d['from']}\u2192{d['to']} Decayhat", f"{d['from']}\u2192{d['to']} Decay\u2032"]
+        cols += [d["decay_hat"], d["decay_baseline"]]
+    ts = decay[0]["t"]
+    if all(d["t"] == ts for d in decay):
+        curve_rows = tuple((ts[i], *(c[i] for c in cols)) for i in range(len(ts)))
+        tables.append(Table(tuple(header), curve_rows, "The curves as plotted.", collapsed=True,
+                            label=f"the curves, {len(ts)} thresholds"))
+    caption = ("For each ordered pair (from \u2192 to): Decayhat(t) is the share of instances whose "
+               "instance-accuracy difference (to \u2212 from) is \u2264 t; Decay\u2032(t) is the same share between "
+               "two random halves of one model's runs, where no true difference exists. The largest gap, "
+               "bias-corrected, is the lower bound on the share of decaying instances.")
+    caveats = list(dict.fromkeys(d["caveat"] for d in decay if d.get("caveat")))
+    if caveats:
+        caption += " Note: " + " ".join(c[0].upper() + c[1:] + ("" if c.endswith(".") else ".") for c in caveats)
+    return [_plot(f"{slug(task)}-decay", title, caption, f"{task}: decay curves per model pair", draw, tables)]
+
+
+# --------------------------------------------------------------------------------------------------
+# variance decomposition by size
+# --------------------------------------------------------------------------------------------------
+
+
+def finetune_share(means: dict) -> float | None:
+    """FineVar / (PretVar + FineVar) for display; None when a component estimate is negative or both are 0."""
+    pv, fv = means.get("pretrain_var"), means.get("finetune_var")
+    if pv is None or fv is None or pv < 0 or fv < 0 or pv + fv <= 0:
+        return None
+    return fv / (pv + fv)
+
+
+def noise_bars(task: str, t: dict) -> list:
+    title = "Variance decomposition by model size"
+    if reason := _zhong_unavailable(t):
+        return [Unavailable(title, reason)]
+    noise = t["zhong"].get("noise") or {}
+    have = {m: n for m, n in noise.items() if "means" in n}
+    missing = {m: n.get("unavailable", "not estimated") for m, n in noise.items() if "means" not in n}
+    if not have:
+        return [Unavailable(title, "; ".join(f"{m}: {r}" for m, r in missing.items()) or "no model")]
+    names = list(have)
+
+    def draw():
+        width = float(np.clip(2.0 + 1.3 * len(names), 6.0, 9.0))
+        fig = _figure(width, 3.4)
+        ax1, ax2 = fig.subplots(1, 2, width_ratios=(1, 1.6))
+        x = np.arange(len(names))
+        ax1.bar(x, [have[m]["means"]["bias2"] for m in names], width=0.6, color=OKABE_ITO[2])
+        ax1.set_ylabel("mean over instances (squared 0/1 loss)")
+        ax1.set_title("Bias\u00b2")
+        _model_ticks(ax1, names)
+        ax1.set_xlabel("model (small \u2192 large)")
+        w = 0.38
+        ax2.bar(x - w / 2, [have[m]["means"]["pretrain_var"] for m in names], width=w, color=OKABE_ITO[0],
+                label="PretVar (pretraining seed)")
+        ax2.bar(x + w / 2, [have[m]["means"]["finetune_var"] for m in names], width=w, color=OKABE_ITO[1],
+                label="FineVar (fine-tuning seed)")
+        ax2.axhline(0, color="black", lw=0.6)
+        ax2.set_ylabel("mean over instances (squared 0/1 loss)")
+        ax2.set_title("Seed variance")
+        ax2.legend(frameon=False, loc="upper left", bbox_to_anchor=(0, 1), ncols=1)
+        _model_ticks(ax2, names)
+        ax2.set_xlabel("model (small \u2192 large)")
+        top = max(max(have[m]["means"]["pretrain_var"], have[m]["means"]["finetune_var"]) for m in names)
+        ax2.set_ylim(top=max(top, 1e-9) * 1.35)  # room for the legend above the bars
+        return fig
+
+    rows = tuple((m, f"{have[m]['P']}\u00d7{have[m]['F']}", have[m]["means"].get("loss"), have[m]["means"]["bias2"],
+                  have[m]["means"]["pretrain_var"], have[m]["means"]["finetune_var"], finetune_share(have[m]["means"]))
+                 for m in names)
+    tables = [Table(("model", "P\u00d7F seeds", "loss", "Bias\u00b2", "PretVar", "FineVar",
+                     "FineVar / (PretVar + FineVar)"), rows,
+                    "Means over instances; unbiased estimators, so a component can be slightly negative.")]
+    caption = ("Zhong et al.'s decomposition of each instance's 0/1 loss: Bias\u00b2 (what no seed fixes), "
+               "PretVar (variance from the pretraining seed) and FineVar (variance from the fine-tuning seed).")
+    if missing:
+        caption += " Not estimated: " + "; ".join(f"{m} ({r})" for m, r in missing.items()) + "."
+    return [_plot(f"{slug(task)}-noise", title, caption, f"{task}: bias and seed variance by model", draw, tables)]
+
+
+# --------------------------------------------------------------------------------------------------
+# representation distance by layer
+# --------------------------------------------------------------------------------------------------
+
+
+def representation_curves(task: str, t: dict) -> list:
+    title = "Representation distance by layer"
+    reps = t.get("representations")
+    if not reps:
+        return [Unavailable(title, "no run logged representations (sweep option log_representations)")]
+    have = {m: r for m, r in reps.items() if "by_layer" in r}
+    missing = {m: r.get("unavailable", "not computed") for m, r in reps.items() if "by_layer" not in r}
+    if not have:
+        return [Unavailable(title, "; ".join(f"{m}: {r}" for m, r in missing.items()))]
+    measures = list(dict.fromkeys(mm for r in have.values() for mm in r.get("measures", r["by_layer"])))
+
+    def draw():
+        rows, cols = _grid(len(measures))
+        fig = _figure(min(9.0, 3.0 * cols + 0.4), 2.9 * rows + 0.4)
+        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+        for ax, measure in zip(axes, measures):
+            for i, (model, r) in enumerate(have.items()):
+                ys = r["by_layer"].get(measure)
+                if ys is None:
+                    continue
+                ys = np.array([np.nan if y is None else y for y in ys], dtype=float)
+                ax.plot(np.arange(1, len(ys) + 1), ys, marker="o", ms=3.5, lw=1.4, color=colour(i),
+                        label=short(model))
+            ax.set_title(MEASURE_LABELS.get(measure, measure))
+            ax.set_xlabel("layer (1 = lowest transformer layer)")
+            ax.set_ylabel("mean distance over run pairs")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        for ax in axes[len(measures):]:
+            ax.set_visible(False)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)), frameon=False)
+        return fig
+
+    tables = []
+    for model, r in have.items():
+        n_layers = max(len(r["by_layer"][mm]) for mm in measures if mm in r["by_layer"])
+        rows = tuple((layer + 1, *(r["by_layer"].get(mm, [None] * n_layers)[layer] for mm in measures))
+                     for layer in range(n_layers))
+        tables.append(Table(("layer", *measures), rows, f"{model} ({r.get('n_runs')} runs): mean distance over "
+                            f"run pairs of the first-token states.", collapsed=n_layers > 6,
+                            label=f"{model}, {n_layers} layers"))
+    caption = ("Du & Nguyen's representation instability: per layer, the distance between two runs' first-token "
+               "hidden states, averaged over run pairs (0 = identical up to rotation).")
+    if missing:
+        caption += " Not available: " + "; ".join(f"{m} ({r})" for m, r in missing.items()) + "."
+    return [_plot(f"{slug(task)}-representations", title, caption, f"{task}: representation distance by layer",
+                  draw, tables)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Multi-Bootstrap
+# --------------------------------------------------------------------------------------------------
+
+
+def multibootstrap_intervals(task: str, t: dict) -> list:
+    title = "Multi-Bootstrap comparisons"
+    b = t.get("multibootstrap")
+    if not b or not b.get("models"):
+        return [Unavailable(title, "the result has no Multi-Bootstrap section")]
+    metric = b.get("metric", "metric")
+    per_model = b["models"]
+    names = [m for m in (t.get("models") or per_model) if m in per_model] or list(per_model)
+    comp = b.get("comparison")
+    schemes = [s for s in SCHEME_LABELS if comp and comp.get(s) and comp[s].get("delta")]
+
+    def interval(ax, y, est, col, label=None):
+        lo, hi, pt = est.get("ci_low"), est.get("ci_high"), est.get("point")
+        if lo is not None and hi is not None:
+            ax.plot([lo, hi], [y, y], color=col, lw=2.2, solid_capstyle="butt", label=label)
+            ax.plot([lo, lo], [y - 0.15, y + 0.15], color=col, lw=1.2)
+            ax.plot([hi, hi], [y - 0.15, y + 0.15], color=col, lw=1.2)
+        if pt is not None:
+            ax.plot([pt], [y], "o", color=col, ms=5)
+
+    def draw():
+        height = max(2.4, 0.45 * len(names) + 1.3)
+        if schemes:
+            fig = _figure(9.0, max(height, 0.45 * len(schemes) + 1.3))
+            ax1, ax2 = fig.subplots(1, 2)
+        else:
+            fig = _figure(6.0, height)
+            ax1, ax2 = fig.add_subplot(), None
+        for i, model in enumerate(names):
+            interval(ax1, i, per_model[model], colour(i))
+        _model_ticks(ax1, names, axis="y")
+        ax1.invert_yaxis()
+        ax1.set_xlabel(f"{metric} (point and 95% interval)")
+        ax1.set_title(f"Per model, B = {b.get('n_boot')}")
+        ax1.grid(axis="y", visible=False)
+        if ax2 is not None:
+            for i, s in enumerate(schemes):
+                interval(ax2, i, comp[s]["delta"], colour(i))
+            ax2.axvline(0, color="black", lw=0.7)
+            ax2.set_yticks(np.arange(len(schemes)), [SCHEME_LABELS[s] for s in schemes])
+            ax2.invert_yaxis()
+            ax2.set_xlabel(f"difference in {metric}: {short(comp['intervention'])} \u2212 {short(comp['baseline'])}")
+            ax2.set_ylabel("resampled")
+            ax2.set_title("Comparison (" + ("paired" if comp.get("paired") else "unpaired") + ")")
+            ax2.grid(axis="y", visible=False)
+        return fig
+
+    rows = tuple((m, per_model[m].get("point"), per_model[m].get("mean"), per_model[m].get("sd"),
+                  per_model[m].get("ci_low"), per_model[m].get("ci_high")) for m in names)
+    tables = [Table(("model", metric, "bootstrap mean", "bootstrap SD", "95% low", "95% high"), rows,
+                    f"{b.get('estimator', 'Multi-Bootstrap')}; B = {b.get('n_boot')}, seed = {b.get('seed')}.")]
+    if schemes:
+        crow = tuple((SCHEME_LABELS[s], comp[s]["delta"].get("point"), comp[s]["delta"].get("sd"),
+                      comp[s]["delta"].get("ci_low"), comp[s]["delta"].get("ci_high"), comp[s].get("p_value"))
+                     for s in schemes)
+        header = ("resampled", f"\u0394 {metric}", "bootstrap SD", "95% low", "95% high", "p (\u0394 \u2264 0)")
+        tables.append(Table(header,
+                            crow, f"{comp['intervention']} \u2212 {comp['baseline']}, resampling both sources of "
+                                  "variation, the seeds only, or the examples only."))
+    caption = ("Multi-Bootstrap (Sellam et al. 2022): the metric resampled over pretraining seeds and evaluation "
+               "examples together, with 95% percentile intervals.")
+    if not comp:
+        caption += " No comparison was requested (seedlab analyze --compare BASELINE INTERVENTION)."
+    return [_plot(f"{slug(task)}-multibootstrap", title, caption, f"{task}: Multi-Bootstrap intervals", draw, tables)]
+
+
+# --------------------------------------------------------------------------------------------------
+# instability table (no figure)
+# --------------------------------------------------------------------------------------------------
+
+
+def instability_table(task: str, t: dict) -> list:
+    title = "Prediction-level instability"
+    models = t.get("models") or {}
+    rows = tuple((m, mm.get("n_runs"), i.get("sd"), i.get("pd"), i.get("jsd"), i.get("one_minus_fleiss_kappa"),
+                  i.get("consistency_all"), i.get("agreement_pairwise"))
+                 for m, mm in models.items() if (i := mm.get("instability")))
+    if not rows:
+        notes = {mm.get("agreement_note") for mm in models.values() if mm.get("agreement_note")}
+        return [Unavailable(title, "; ".join(sorted(notes)) or "no model has at least 2 runs")]
+    metric = (t.get("metrics") or ["metric"])[0]
+    return [Table(("model", "runs", f"SD of {metric}", "PD", "JSD", "1 \u2212 Fleiss \u03ba", "consistency_all",
+                   "agreement_pairwise"), rows,
+                  "Du & Nguyen (2023): PD = mean pairwise disagreement, JSD = mean pairwise Jensen-Shannon "
+                  "divergence of class probabilities (nats); consistency_all = share of instances on which all "
+                  "runs agree (falls as runs grow).")]
+
+
+# --------------------------------------------------------------------------------------------------
+# all sections of a task
+# --------------------------------------------------------------------------------------------------
+
+SECTIONS = (
+    ("distributions", "Metric distributions across seeds",
+     "How much the task metric moves when only the seed changes.", metric_distributions),
+    ("instability", "Prediction-level instability",
+     "Do runs with similar scores make the same predictions?", instability_table),
+    ("agreement", "Run \u00d7 run agreement",
+     "The share of instances on which each pair of runs predicts the same label.", agreement_heatmaps),
+    ("instance-accuracy", "Instance accuracy between models",
+     "Per instance, the share of each model's runs that get it right (Zhong et al. 2021).",
+     instance_accuracy_scatter),
+    ("decay", "Decaying instances: Decayhat(t) vs Decay\u2032(t)",
+     "Is a larger model truly worse on some instances, beyond seed noise? (Zhong et al. 2021)", decay_curves),
+    ("noise", "Variance decomposition by model size",
+     "Bias\u00b2, pretraining-seed and fine-tuning-seed variance (Zhong et al. 2021).", noise_bars),
+    ("representations", "Representation distance by layer",
+     "How far apart the hidden states of runs are, layer by layer (Du & Nguyen 2023).", representation_curves),
+    ("multibootstrap", "Multi-Bootstrap comparisons",
+     "Intervals that account for both seed and example variation (Sellam et al. 2022).", multibootstrap_intervals),
+)
+
+
+def task_sections(task: str, t: dict) -> list[Section]:
+    """Every section of one task, in report order; a builder that fails is reported, not raised."""
+    out = []
+    for name, title, intro, build in SECTIONS:
+        try:
+            items = build(task, t)
+        except Exception as exc:  # noqa: BLE001 - one malformed part must not lose the whole report
+            items = [Unavailable(title, f"could not be drawn from this result ({type(exc).__name__}: {exc})")]
+        out.append(Section(f"{slug(task)}-{name}", title, intro, items))
+    return out
+
+
+def all_plots(sections_by_task: dict[str, list[Section]]) -> list[Plot]:
+    return [item for sections in sections_by_task.values() for s in sections for item in s.items
+            if isinstance(item, Plot)]

@@ -1,0 +1,93 @@
+"""The MLflow UI (a real `mlflow server` on the analysed store) in Chromium: the experiment lists the trial
+runs, their sweep/import parents and the `analysis` run; the compare view plots eval_accuracy against the
+numeric seed params. Screenshots are kept.
+
+The MLflow 3 UI is a React app that keeps polling, so "network idle" never comes: the tests wait for the
+text they need instead. It opens on the GenAI view unless told `workflowType=machine_learning`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+
+import pytest
+
+pytestmark = pytest.mark.browser  # tests/browser/conftest.py skips them without Chromium or Playwright
+
+UI_TIMEOUT_MS = 60_000
+
+
+def _close_assistant(page) -> None:
+    """The MLflow Assistant side panel opens by default and covers the table; close it when it is there."""
+    close = page.get_by_role("button", name="Close", exact=True)
+    if close.count():
+        close.first.click()
+
+
+def test_experiment_page_lists_trials_and_the_analysis_run(analysed_store, mlflow_server, new_page, artifacts_dir):
+    tab = new_page(1400, 1000)
+    page = tab.page
+    page.goto(f"{mlflow_server}/#/experiments/{analysed_store.experiment_id}/runs?workflowType=machine_learning")
+    page.get_by_text("analysis", exact=True).first.wait_for(timeout=UI_TIMEOUT_MS)
+    _close_assistant(page)
+    # every run of the experiment is counted: trials, the sweep and import parents, the analysis
+    page.get_by_text(re.compile(rf"^\s*{analysed_store.n_runs}\s+matching runs")).wait_for(timeout=UI_TIMEOUT_MS)
+    assert page.locator("[role=row]", has_text="sweep/smoke").count() == 1
+    assert page.locator("[role=row]", has_text="import/zhou2020").count() == 1
+    assert page.get_by_text("analysis", exact=True).count() == 1
+
+    # trial runs are nested under their parent: expand the parents and find them by name
+    for toggle in page.locator("button[data-component-id*='runnamecellrenderer']").all():
+        toggle.click()
+    for name in ("sst2/tiny/p0/f0", "sst2/small/p2/f1", "mnli/bert-base-zhou2020/p0/f1"):
+        page.get_by_text(name, exact=True).first.wait_for(timeout=UI_TIMEOUT_MS)
+    page.get_by_text("analysis", exact=True).first.scroll_into_view_if_needed()  # back to the top rows
+    page.screenshot(path=str(artifacts_dir / "mlflow-runs.png"))
+    (artifacts_dir / "mlflow-runs-console.json").write_text(json.dumps(tab.console_errors, indent=1))
+    assert not tab.page_errors, tab.page_errors
+
+    # the analysis run page shows its headline metrics and artifacts
+    page.goto(f"{mlflow_server}/#/experiments/{analysed_store.experiment_id}/runs/"
+              f"{analysed_store.analysis_run_id}?workflowType=machine_learning")
+    page.get_by_text("sst2.small.accuracy_mean").first.wait_for(timeout=UI_TIMEOUT_MS)
+    page.get_by_text("the seed alone moved accuracy by up to", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
+    _close_assistant(page)
+    page.screenshot(path=str(artifacts_dir / "mlflow-analysis-run.png"))
+
+
+def test_compare_view_plots_eval_accuracy_against_seed_params(analysed_store, mlflow_server, new_page,
+                                                              artifacts_dir):
+    tab = new_page(1400, 1000)
+    page = tab.page
+    runs = urllib.parse.quote(json.dumps(analysed_store.trial_ids["sst2"]))
+    experiments = urllib.parse.quote(json.dumps([analysed_store.experiment_id]))
+    page.goto(f"{mlflow_server}/#/compare-runs?runs={runs}&experiments={experiments}&workflowType=machine_learning")
+    page.get_by_text(f"Comparing {len(analysed_store.trial_ids['sst2'])} Runs").wait_for(timeout=UI_TIMEOUT_MS)
+    _close_assistant(page)
+    page.get_by_text("Scatter Plot", exact=True).first.click()
+    for axis, value in (("x", "pretrain_seed"), ("y", "eval_accuracy")):
+        page.locator(f"#{axis}-axis-selector").click()
+        page.get_by_role("option", name=value, exact=True).click()
+        assert page.locator(f"#{axis}-axis-selector").inner_text().strip() == value
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for(timeout=UI_TIMEOUT_MS)
+    titles = [t.text_content() for t in plot.locator("text.xtitle, text.ytitle").all()]
+    assert titles == ["pretrain_seed", "eval_accuracy"], titles
+    # the plotted data (Plotly keeps it on its graph div; the markers may be drawn with WebGL): one point per
+    # run at its numeric pretrain_seed (MLflow stores params as strings; the UI parses them) and eval_accuracy
+    traces = plot.evaluate("el => el.data.map(t => ({type: t.type, x: t.x, y: t.y}))")
+    xs = [float(x) for t in traces for x in t["x"]]
+    ys = [float(y) for t in traces for y in t["y"]]
+    plotted = sorted((x, round(y, 9)) for x, y in zip(xs, ys))
+    assert plotted == sorted((x, round(y, 9)) for x, y in analysed_store.sst2_points), traces
+    ticks = {t.text_content() for t in plot.locator(".xtick text").all()}
+    assert {"0", "1", "2"} <= ticks, ticks
+    plot.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts_dir / "mlflow-compare-scatter.png"))
+
+    page.get_by_text("Parallel Coordinates Plot", exact=True).first.click()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=UI_TIMEOUT_MS)
+    page.screenshot(path=str(artifacts_dir / "mlflow-compare-parallel.png"))
+    assert not tab.page_errors, tab.page_errors

@@ -1,0 +1,311 @@
+"""The HTML report and the MLflow `analysis` run, without a browser (tests/browser/ has the browser tests).
+
+Results come from the real analysis (`analyze_table`) of simulated experiments; the run x run agreement
+matrix, not yet produced by `seedlab analyze`, is added with `agreement_matrix` below (the function proposed
+for `seedlab.stats.agreement`).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from seedlab.analysis.analyze import SCHEMA, AnalysisOptions, _jsonable, analyze_table
+from seedlab.report import write_report
+from seedlab.report.figures import SECTIONS, slug
+from seedlab.stats.simulate import simulate_experiment
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def agreement_matrix(preds) -> np.ndarray:
+    """(n, n): share of instances on which runs i and j predict the same label (as proposed for seedlab.stats)."""
+    preds = np.asarray(preds)
+    n, m = preds.shape
+    _, codes = np.unique(preds, return_inverse=True)
+    codes = codes.reshape(n, m)
+    out = np.zeros((n, n))
+    for c in range(int(codes.max()) + 1):
+        x = (codes == c).astype(np.float64)
+        out += x @ x.T
+    return out / m
+
+
+def add_agreement_matrices(task_result: dict, table) -> None:
+    for model, m in task_result["models"].items():
+        rows = np.flatnonzero(table.model == model)
+        if len(rows) < 2 or "agreement_matrix" in m:
+            continue
+        seeds = zip(table.pretrain_seed[rows], table.finetune_seed[rows])
+        names = [f"{table.task}/{model}/p{p}/f{f}" for p, f in seeds]
+        m["agreement_matrix"] = {"run_names": names, "matrix": agreement_matrix(table.predictions[rows]).tolist()}
+
+
+def simulated_result(representations: bool = True) -> dict:
+    table, _ = simulate_experiment(n_models=3, model_names=["tiny", "mini", "small"], P=2, F=3, m=120, rng=1,
+                                   task="sst2")
+    reps = None
+    if representations:
+        gen = np.random.default_rng(0)
+        base = gen.normal(size=(4, 120, 8))
+        reps = {r: base + 0.3 * (i % 3 + 1) * gen.normal(size=base.shape) for i, r in enumerate(table.run_ids)}
+    options = AnalysisOptions(compare=("tiny", "small"), n_bootstrap=50, decay_bootstrap=20, seed=0)
+    task = analyze_table("sst2", table, options, reps)
+    result = _jsonable({"schema": SCHEMA, "experiment": "report-test", "tracking_uri": "sqlite:///unused.db",
+                        "runs": {"by_status": {"FINISHED": len(table.run_ids)}, "duplicates": [], "unfinished": []},
+                        "tasks": {"sst2": task}})
+    add_agreement_matrices(result["tasks"]["sst2"], table)
+    return result
+
+
+@pytest.fixture(scope="module")
+def full_result() -> dict:
+    return simulated_result()
+
+
+@pytest.fixture(scope="module")
+def written(full_result, tmp_path_factory):
+    """The report of `full_result`, written once: (report path, figures dir)."""
+    tmp = tmp_path_factory.mktemp("report")
+    return write_report(full_result, tmp / "report.html", figures_dir=tmp / "figures"), tmp / "figures"
+
+
+class _Page(HTMLParser):
+    """Collects what the checks need: img srcs, every src/href, section ids, and tables per figure."""
+
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.links, self.ids, self.scripts = [], [], set(), 0
+        self.figures, self.tables_per_figure = [], {}
+        self._figure_stack: list[tuple[str, int]] = []  # (figure key, div depth)
+        self._div_depth = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        for key in ("src", "href"):
+            if key in a:
+                self.links.append(a[key])
+        if tag == "img":
+            self.imgs.append(a)
+        if tag == "script":
+            self.scripts += 1
+        if tag == "figure":
+            self.figures.append(a["id"].removeprefix("fig-"))
+        if tag == "div":
+            self._div_depth += 1
+            if "data-figure" in a:
+                self._figure_stack.append((a["data-figure"], self._div_depth))
+                self.tables_per_figure.setdefault(a["data-figure"], 0)
+        if tag == "table" and self._figure_stack:
+            self.tables_per_figure[self._figure_stack[-1][0]] += 1
+
+    def handle_endtag(self, tag):
+        if tag == "div":
+            if self._figure_stack and self._figure_stack[-1][1] == self._div_depth:
+                self._figure_stack.pop()
+            self._div_depth -= 1
+
+
+def parse(path) -> tuple[str, _Page]:
+    text = path.read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(text)
+    return text, page
+
+
+def test_report_is_self_contained_with_every_section_and_a_table_per_figure(written):
+    out, figures = written
+    assert out.name == "report.html" and out.is_file()
+    assert not out.with_name("report.html.tmp").exists()
+    text, page = parse(out)
+
+    # self-contained: no script, no external reference of any kind
+    assert page.scripts == 0
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", text, re.I)
+    assert "@import" not in text and not re.search(r"url\(\s*['\"]?(?:https?:)?//", text, re.I)
+    assert all(link.startswith(("data:image/png;base64,", "#")) for link in page.links), page.links
+    for img in page.imgs:
+        assert base64.b64decode(img["src"].removeprefix("data:image/png;base64,"))[:8] == PNG_MAGIC
+        assert img.get("alt") and int(img["width"]) > 0 and int(img["height"]) > 0
+
+    # every section of the task, and the headline
+    assert "headline" in page.ids and "task-sst2" in page.ids
+    for name, title, _, _ in SECTIONS:
+        assert f"sst2-{name}" in page.ids, name
+    assert "not available" not in text and "could not be drawn" not in text
+
+    # one figure per section that has one (instability is a table), each with its table(s)
+    expected = {f"sst2-{n}" for n in ("distributions", "agreement", "instance-accuracy", "decay", "noise",
+                                      "representations", "multibootstrap")}
+    assert set(page.figures) == expected
+    assert all(page.tables_per_figure.get(key, 0) >= 1 for key in page.figures), page.tables_per_figure
+    assert sorted(p.stem for p in figures.glob("*.png")) == sorted(expected)
+    assert all(p.read_bytes()[:8] == PNG_MAGIC for p in figures.glob("*.png"))
+
+
+def test_report_tables_carry_the_plotted_numbers(full_result, written):
+    text, _ = parse(written[0])
+    t = full_result["tasks"]["sst2"]
+    # per-run metric values, agreement matrix cells, noise components, bootstrap interval ends, decay bound
+    for v in t["models"]["mini"]["metrics"]["accuracy"]["values"]:
+        assert f"{v:.4f}" in text
+    cell = t["models"]["small"]["agreement_matrix"]["matrix"][0][1]
+    assert f"{cell:.4f}" in text
+    assert f"{t['zhong']['noise']['tiny']['means']['finetune_var']:.4f}" in text
+    assert f"{t['multibootstrap']['models']['small']['ci_high']:.4f}" in text
+    assert f"{t['multibootstrap']['comparison']['seeds_only']['delta']['ci_low']:.4f}" in text
+    assert f"{t['zhong']['decay'][0]['lower_bound']:.4f}" in text
+    assert f"{t['representations']['mini']['by_layer']['cka'][2]:.4f}" in text
+    # headline: mean ± SD and the fine-tuning share of seed variance, per model
+    head = text[text.index('id="headline"'):text.index('id="task-sst2"')]
+    for model, m in t["models"].items():
+        s = m["metrics"]["accuracy"]
+        assert f"{s['mean']:.4f} \u00b1 {s['sd']:.4f}" in head
+
+
+def test_report_handles_missing_sections(full_result, tmp_path):
+    result = copy.deepcopy(full_result)
+    t = result["tasks"]["sst2"]
+    for key in ("zhong", "multibootstrap", "representations"):
+        t.pop(key)
+    for m in t["models"].values():
+        m.pop("agreement_matrix")
+    # a regression task: no agreement, no Zhong et al. sections, no multibootstrap
+    result["tasks"]["stsb"] = {
+        "n_instances": 3, "is_regression": True, "metrics": ["pearson"], "design": {},
+        "models": {"mini": {"n_runs": 1, "metrics": {"pearson": {"n": 1, "mean": 0.5, "sd": 0.0, "ddof": 0,
+                                                                 "min": 0.5, "max": 0.5, "values": [0.5]}},
+                            "consistency_all": None, "agreement_pairwise": None, "fleiss_kappa": None,
+                            "instability": None,
+                            "agreement_note": "label agreement is undefined for a regression task"}},
+    }
+    text, page = parse(write_report(result, tmp_path / "r.html"))
+    assert "could not be drawn" not in text
+    for task in ("sst2", "stsb"):
+        for name, _, _, _ in SECTIONS:
+            assert f"{task}-{name}" in page.ids
+    assert set(page.figures) == {"sst2-distributions", "stsb-distributions"}
+    reasons = re.findall(r'class="unavailable">([^<]*)', text)
+    assert any("agreement_matrix" in r for r in reasons)
+    assert any("regression task" in r for r in reasons)
+    assert any("no Multi-Bootstrap section" in r for r in reasons)
+    assert any("no run logged representations" in r for r in reasons)
+    assert sum("not available:" in r for r in reasons) >= 10
+
+    empty = {"schema": SCHEMA, "experiment": "e", "tracking_uri": "x", "runs": {"by_status": {}}, "tasks": {}}
+    text, page = parse(write_report(empty, tmp_path / "empty.html"))
+    assert "headline" in page.ids and "not available: the result has no task" in text
+
+
+def test_single_model_task_says_why_pairs_are_missing(tmp_path):
+    table, _ = simulate_experiment(n_models=1, model_names=["base"], P=1, F=4, m=60, rng=2, task="rte")
+    task = analyze_table("rte", table, AnalysisOptions(n_bootstrap=20, decay_bootstrap=10))
+    result = _jsonable({"schema": SCHEMA, "experiment": "one", "tracking_uri": "x",
+                        "runs": {"by_status": {"FINISHED": 4}}, "tasks": {"rte": task}})
+    text, page = parse(write_report(result, tmp_path / "r.html"))
+    assert "needs at least two models; this task has 1 (base)" in text
+    assert "needs &gt;= 2 pretraining and &gt;= 2 fine-tuning seeds (P=1, F=4)" in text
+    assert {"rte-distributions", "rte-multibootstrap"} <= set(page.figures)
+
+
+def test_agreement_matrix_proposal_matches_agreement_pairwise():
+    from seedlab.stats.agreement import agreement_pairwise
+
+    gen = np.random.default_rng(3)
+    preds = gen.integers(0, 3, size=(7, 50))
+    a = agreement_matrix(preds)
+    assert np.allclose(a, a.T) and np.allclose(np.diag(a), 1.0)
+    assert a[1, 4] == pytest.approx(np.mean(preds[1] == preds[4]))
+    assert a[~np.eye(7, dtype=bool)].mean() == pytest.approx(agreement_pairwise(preds))
+
+
+def test_slug_keeps_figure_names_file_safe():
+    assert slug("bert-base/zhou 2020") == "bert-base_zhou_2020"
+
+
+# --------------------------------------------------------------------------------------------------
+# publish_analysis
+# --------------------------------------------------------------------------------------------------
+
+
+def _log_trials(store, experiment_id, table, tmp_path):
+    from seedlab.metrics import score
+    from seedlab.predictions import write_predictions
+    from seedlab.tracking import TAG_KIND, TAG_TRIAL_KEY, log_run
+
+    for i, run in enumerate(table.run_ids):
+        parquet = write_predictions(tmp_path / f"p{i}" / "validation.parquet", table.instance_ids, table.labels,
+                                    table.predictions[i], table.probs[i])
+        params = {"task": table.task, "model": table.model[i], "pretrain_seed": int(table.pretrain_seed[i]),
+                  "finetune_seed": int(table.finetune_seed[i])}
+        name = f"{table.task}/{table.model[i]}/p{table.pretrain_seed[i]}/f{table.finetune_seed[i]}"
+        accuracy = score("accuracy", table.labels, table.predictions[i])
+        log_run(store, experiment_id, name, params, [("eval_accuracy", accuracy, 0)],
+                {TAG_KIND: "trial", TAG_TRIAL_KEY: f"key-{run}"}, {"predictions": str(parquet)})
+
+
+def test_publish_analysis_logs_one_new_analysis_run_each_time(tmp_path):
+    from seedlab.analysis.analyze import analyze
+    from seedlab.analysis.loader import load_experiment
+    from seedlab.analysis.publish import TAG_SUPERSEDED_BY, headline_metrics, publish_analysis
+    from seedlab.errors import SeedlabError
+    from seedlab.tracking import TAG_KIND, client, get_or_create_experiment
+
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    store = client(uri)
+    exp_id = get_or_create_experiment(store, "pub", uri)
+    table, _ = simulate_experiment(n_models=2, model_names=["tiny", "mini"], P=2, F=2, m=40, rng=4, task="sst2")
+    _log_trials(store, exp_id, table, tmp_path)
+
+    result = analyze(load_experiment("pub", uri), AnalysisOptions(n_bootstrap=20, decay_bootstrap=10))
+    report = write_report(result, tmp_path / "report.html", figures_dir=tmp_path / "figs")
+    json_path = tmp_path / "analysis.json"
+    json_path.write_text(json.dumps(result))
+    first = publish_analysis(result, report, json_path, tmp_path / "figs", uri, "pub")
+
+    run = store.get_run(first)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.runName"] == "analysis" and run.data.tags[TAG_KIND] == "analysis"
+    top = {a.path for a in store.list_artifacts(first)}
+    assert top == {"report", "analysis", "figures"}
+    assert [a.path for a in store.list_artifacts(first, "report")] == ["report/report.html"]
+    assert [a.path for a in store.list_artifacts(first, "analysis")] == ["analysis/analysis.json"]
+    figs = sorted(a.path for a in store.list_artifacts(first, "figures"))
+    assert figs == sorted(f"figures/{p.name}" for p in (tmp_path / "figs").glob("*.png")) and len(figs) >= 5
+    metrics = run.data.metrics
+    s = result["tasks"]["sst2"]["models"]["mini"]
+    assert metrics["sst2.mini.accuracy_mean"] == pytest.approx(s["metrics"]["accuracy"]["mean"])
+    assert metrics["sst2.mini.accuracy_sd"] == pytest.approx(s["metrics"]["accuracy"]["sd"])
+    assert metrics["sst2.mini.consistency_all"] == pytest.approx(s["consistency_all"])
+    noise = result["tasks"]["sst2"]["zhong"]["noise"]["tiny"]["means"]
+    assert metrics["sst2.tiny.pretrain_var"] == pytest.approx(noise["pretrain_var"])
+    assert metrics["sst2.tiny.finetune_var"] == pytest.approx(noise["finetune_var"])
+    assert "sst2.decay.tiny_to_mini.lower_bound" in metrics
+    assert set(metrics) == set(headline_metrics(result))
+    assert run.data.params["schema"] == SCHEMA and run.data.params["trial_runs_finished"] == "8"
+
+    # the loader still sees only the trial runs
+    assert load_experiment("pub", uri).run_status == {"FINISHED": 8}
+
+    # analysing again adds a run and marks the earlier one; nothing is replaced
+    second = publish_analysis(result, report, None, None, uri, "pub")
+    runs = store.search_runs([exp_id], filter_string=f"tags.`{TAG_KIND}` = 'analysis'")
+    assert {r.info.run_id for r in runs} == {first, second}
+    assert store.get_run(first).data.tags[TAG_SUPERSEDED_BY] == second
+    assert TAG_SUPERSEDED_BY not in store.get_run(second).data.tags
+    assert store.get_run(second).data.tags["seedlab.analysis_supersedes"] == "1"
+    assert {a.path for a in store.list_artifacts(second)} == {"report", "analysis"}  # JSON written from result
+    assert store.get_run(first).data.metrics == metrics  # untouched
+    assert store.get_run(first).data.tags["mlflow.note.content"].startswith(f"**Superseded by analysis run {second}")
+    assert "report/report.html" in store.get_run(second).data.tags["mlflow.note.content"]
+
+    with pytest.raises(SeedlabError, match="unknown experiment 'nope' \\(valid: pub\\)"):
+        publish_analysis(result, report, None, None, uri, "nope")
