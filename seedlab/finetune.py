@@ -95,15 +95,21 @@ def mixed_precision(device: str):
 
 
 def finetune(model, train: Encoded, hp: Hyperparameters, order_seed: int, dropout_seed: int,
-             device: str = "cpu", log_every: int = 10, on_log=None) -> FinetuneResult:
+             device: str = "cpu", log_every: int = 10, on_log=None, param_groups=None,
+             after_step=None) -> FinetuneResult:
+    """Fine-tune `model` in place. `param_groups`: the AdamW parameter groups, by default decay / no-decay at
+    `hp.weight_decay`, all at `hp.learning_rate` (`seedlab.mitigation.standard_param_groups`); a mitigation method
+    passes `Prepared.param_groups(hp)`. `after_step(optimizer)`, if given, runs after every optimizer step and
+    before the schedule advances (`Prepared.after_step`)."""
     from transformers import get_linear_schedule_with_warmup
+
+    from seedlab.mitigation import standard_param_groups
 
     regression = model.config.num_labels == 1
     model.to(device).train()
-    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=hp.learning_rate)
+    if param_groups is None:
+        param_groups = standard_param_groups(model, hp)
+    optimizer = torch.optim.AdamW(param_groups, lr=hp.learning_rate)
     steps_per_epoch = math.ceil(len(train.labels) / hp.batch_size)
     total_steps = max(1, int(round(steps_per_epoch * hp.epochs)))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total_steps), total_steps)
@@ -126,6 +132,8 @@ def finetune(model, train: Encoded, hp: Hyperparameters, order_seed: int, dropou
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), hp.grad_clip)
             optimizer.step()
+            if after_step is not None:
+                after_step(optimizer)
             scheduler.step()
             step += 1
             running.append(loss.detach())  # no .item() per step: it would stall the GPU pipeline

@@ -1,4 +1,5 @@
-"""Sweeps: a declared grid of (task x model x pretraining seed x fine-tuning seed) run through Ray Tune.
+"""Sweeps: a declared grid of (task x model x mitigation method x pretraining seed x fine-tuning seed) run through
+Ray Tune.
 
 A sweep file (sweeps/*.py) declares `SweepSpec` profiles and calls `sweep_main`; it holds no training
 code. `run_sweep` validates the spec, opens the MLflow experiment and a parent run, skips cells whose trial
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 from seedlab.errors import SeedlabError, choice_error
 from seedlab.finetune import Hyperparameters
+from seedlab.mitigation import METHODS, validate_method
 from seedlab.models import BERT_SIZES, validate_model
 from seedlab.tasks import TASKS, get_task
 
@@ -31,6 +33,7 @@ class SweepSpec:
     models: tuple[str, ...]
     pretrain_seeds: tuple[int, ...]
     finetune_seeds: tuple[int, ...]
+    methods: tuple[str, ...] = ("standard",)  # mitigation methods (seedlab.mitigation.METHODS)
     hparams: dict = field(default_factory=dict)  # Hyperparameters fields
     data: dict = field(default_factory=dict)  # max_train, max_eval, data_seed
     cpus_per_trial: float = 1.0
@@ -43,10 +46,13 @@ class SweepSpec:
 
     def validate(self) -> None:
         """Every option checked before anything launches; one-line errors naming the valid values."""
-        if not self.tasks or not self.models or not self.pretrain_seeds or not self.finetune_seeds:
-            raise SeedlabError(f"sweep {self.name!r} has an empty axis (tasks, models and both seed lists need values)")
+        if not self.tasks or not self.models or not self.methods or not self.pretrain_seeds or not self.finetune_seeds:
+            raise SeedlabError(f"sweep {self.name!r} has an empty axis "
+                               "(tasks, models, methods and both seed lists need values)")
         for task in self.tasks:
             get_task(task)
+        for method in self.methods:
+            validate_method(method)
         for model in self.models:
             validate_model(model)
         for seed in (*self.pretrain_seeds, *self.finetune_seeds):
@@ -70,14 +76,15 @@ class SweepSpec:
             for m in self.models:
                 choice = choices.get((t, m))
                 hparams = dict(choice.hparams) if choice else dict(self.hparams)
-                for p in self.pretrain_seeds:
-                    for f in self.finetune_seeds:
-                        cell = {"task": t, "model": m, "pretrain_seed": p, "finetune_seed": f, "hparams": hparams,
-                                "data": dict(self.data), "pretrained": self.pretrained,
-                                "log_representations": self.log_representations}
-                        if choice:
-                            cell["tuning_choice"] = choice.run_id
-                        cells.append(cell)
+                for k in self.methods:  # one tuning choice per (task, model), shared by its methods
+                    for p in self.pretrain_seeds:
+                        for f in self.finetune_seeds:
+                            cell = {"task": t, "model": m, "method": k, "pretrain_seed": p, "finetune_seed": f,
+                                    "hparams": hparams, "data": dict(self.data), "pretrained": self.pretrained,
+                                    "log_representations": self.log_representations}
+                            if choice:
+                                cell["tuning_choice"] = choice.run_id
+                            cells.append(cell)
         return cells
 
     def resources(self, use_gpu: bool):
@@ -203,6 +210,7 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
         ray.init(address=address, logging_level="WARNING", include_dashboard=False if address is None else None)
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0
     params = {"profile": spec.name, "tasks": ",".join(spec.tasks), "models": ",".join(spec.models),
+              "methods": ",".join(spec.methods),
               "pretrain_seeds": ",".join(map(str, spec.pretrain_seeds)),
               "finetune_seeds": ",".join(map(str, spec.finetune_seeds)), "cells": len(spec.cells()), "use_gpu": use_gpu,
               **{f"hp_{k}": v for k, v in spec.hparams.items()}, **{f"data_{k}": v for k, v in spec.data.items()}}
@@ -255,6 +263,8 @@ def sweep_main(profiles: dict[str, SweepSpec], default_experiment: str, argv=Non
     parser.add_argument("--max-concurrent", type=int, help="cap on trials running at once")
     parser.add_argument("--tasks", help="comma-separated tasks, overriding the profile's")
     parser.add_argument("--models", help="comma-separated models, overriding the profile's")
+    parser.add_argument("--methods", help=f"comma-separated mitigation methods ({', '.join(METHODS)}), "
+                                          "overriding the profile's")
     parser.add_argument("--pretrain-seeds", help="comma-separated pretraining seeds, overriding the profile's")
     parser.add_argument("--finetune-seeds", help="comma-separated fine-tuning seeds, overriding the profile's")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the grid; launch nothing")
@@ -270,8 +280,10 @@ def sweep_main(profiles: dict[str, SweepSpec], default_experiment: str, argv=Non
         if args.dry_run:
             cells = spec.cells()
             print(f"{spec.name}: {len(cells)} cells -> experiment {experiment!r}")
+            from seedlab.trial import run_name
+
             for cell in cells:
-                print(f"  {cell['task']}/{cell['model']}/p{cell['pretrain_seed']}/f{cell['finetune_seed']}")
+                print(f"  {run_name(cell)}")
             return 0
         result = run_sweep(spec, experiment, args.tracking_uri, args.max_concurrent)
     except SeedlabError as exc:
@@ -295,6 +307,8 @@ def _with_overrides(spec: SweepSpec, args) -> SweepSpec:
         changes["tasks"] = tuple(t.strip() for t in args.tasks.split(","))
     if args.models:
         changes["models"] = tuple(m.strip() for m in args.models.split(","))
+    if args.methods:
+        changes["methods"] = tuple(m.strip() for m in args.methods.split(","))
     if args.pretrain_seeds:
         changes["pretrain_seeds"] = seeds(args.pretrain_seeds, "--pretrain-seeds")
     if args.finetune_seeds:

@@ -2,6 +2,7 @@
 predict, log one MLflow run. It knows nothing of the grid around it.
 
 A cell is a dict: task, model, pretrain_seed, finetune_seed, optional init/order/dropout seed overrides,
+optional `method` (a mitigation method of `seedlab.mitigation`, default "standard"),
 `hparams` (see `seedlab.finetune.Hyperparameters`) and `data` (max_train, max_eval, data_seed).
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from seedlab import __version__
 from seedlab.finetune import Hyperparameters, encode, finetune, first_token_states, predict
+from seedlab.mitigation import prepare, validate_method
 from seedlab.seeds import trial_seeds
 from seedlab.tasks import EVAL_SPLIT, get_task, holdout_split, load_task
 
@@ -28,9 +30,12 @@ DATA_DEFAULTS = {"max_train": None, "max_eval": None, "data_seed": 0, "holdout":
 def resolve_cell(cell: dict) -> dict:
     """The canonical form of a cell: every seed resolved, every hyperparameter and data setting explicit."""
     seeds = trial_seeds(cell["finetune_seed"], cell.get("init_seed"), cell.get("order_seed"), cell.get("dropout_seed"))
+    method = cell.get("method", "standard")
+    validate_method(method)
     return {
         "task": cell["task"],
         "model": cell["model"],
+        "method": method,
         "pretrain_seed": int(cell["pretrain_seed"]),
         "finetune_seed": int(cell["finetune_seed"]),
         **seeds,
@@ -42,8 +47,14 @@ def resolve_cell(cell: dict) -> dict:
 
 
 def trial_key(cell: dict) -> str:
-    """A deterministic id of the computation a cell describes: equal cells, equal keys."""
-    canonical = json.dumps(resolve_cell(cell), sort_keys=True, separators=(",", ":"))
+    """A deterministic id of the computation a cell describes: equal cells, equal keys.
+
+    The method enters the key only when it is not "standard", so runs logged before mitigation methods existed
+    keep their keys (and are not run again)."""
+    resolved = resolve_cell(cell)
+    if resolved["method"] == "standard":
+        del resolved["method"]
+    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 
@@ -54,7 +65,9 @@ def hp_config_id(hparams: dict) -> str:
 
 
 def run_name(cell: dict) -> str:
-    return f"{cell['task']}/{cell['model']}/p{cell['pretrain_seed']}/f{cell['finetune_seed']}"
+    method = cell.get("method", "standard")
+    suffix = "" if method == "standard" else f"/{method}"
+    return f"{cell['task']}/{cell['model']}/p{cell['pretrain_seed']}/f{cell['finetune_seed']}{suffix}"
 
 
 @dataclass
@@ -89,18 +102,21 @@ def execute_trial(cell: dict, device: str | None = None) -> TrialOutcome:
         train_ds, eval_ds = holdout_split(train_ds, c["data"]["holdout"])  # the evaluation split stays unseen
     checkpoint = find_checkpoint(c["model"], c["pretrain_seed"]) if c["pretrained"] else None
     resolved = resolve_model(c["model"], c["pretrain_seed"], spec.num_labels, c["init_seed"], checkpoint)
+    prepared = prepare(resolved.model, c["method"], c["init_seed"])  # in place: prepared.model is resolved.model
+    model = prepared.model
     train_enc = encode(train_ds, resolved.tokenizer, hp.max_seq_length)
     eval_enc = encode(eval_ds, resolved.tokenizer, hp.max_seq_length)
     setup = time.perf_counter() - t0
-    result = finetune(resolved.model, train_enc, hp, c["order_seed"], c["dropout_seed"], device)
+    result = finetune(model, train_enc, hp, c["order_seed"], c["dropout_seed"], device,
+                      param_groups=prepared.param_groups(hp), after_step=prepared.after_step)
     t1 = time.perf_counter()
-    predictions, probs = predict(resolved.model, eval_enc, device)
-    representations = first_token_states(resolved.model, eval_enc, device) if c["log_representations"] else None
+    predictions, probs = predict(model, eval_enc, device)
+    representations = first_token_states(model, eval_enc, device) if c["log_representations"] else None
     eval_seconds = time.perf_counter() - t1
     labels = eval_enc.labels
     metrics = {f"eval_{name}": score(name, labels, predictions) for name in spec.metrics}
     params = {
-        "task": c["task"], "model": c["model"], "pretrain_seed": c["pretrain_seed"],
+        "task": c["task"], "model": c["model"], "method": c["method"], "pretrain_seed": c["pretrain_seed"],
         "finetune_seed": c["finetune_seed"], "init_seed": c["init_seed"], "order_seed": c["order_seed"],
         "dropout_seed": c["dropout_seed"], **c["hparams"], **c["data"], "init_source": resolved.init_source,
         "hp_config": hp_config_id(c["hparams"]), "device": device, "num_train": len(train_ds), "num_eval": len(eval_ds), "train_steps": result.steps,

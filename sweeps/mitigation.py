@@ -1,0 +1,47 @@
+"""Du & Nguyen (2023): are instability mitigation methods really more stable than standard fine-tuning?
+
+    python sweeps/mitigation.py --profile smoke      # CPU, minutes
+    python sweeps/mitigation.py --profile cpu        # the small study in docs/results/ (about an hour on 2 cores)
+    ray job submit --working-dir . -- python sweeps/mitigation.py --profile paper   # a GPU cluster
+
+Each method (standard, Mixout p=0.1, layer-wise LR decay 0.95, re-initialising the top 5 layers and the
+pooler, weight decay toward the pretrained weights) runs with the same seeds, so `seedlab analyze` compares
+them on equal seed counts and ranks them under each instability measure.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from seedlab.mitigation import METHODS  # noqa: E402
+from seedlab.sweep import SweepSpec, sweep_main  # noqa: E402
+
+PROFILES = {
+    "smoke": SweepSpec(
+        name="smoke", tasks=("rte",), models=("tiny",), methods=METHODS, pretrain_seeds=(0,), finetune_seeds=(0, 1, 2),
+        hparams={"learning_rate": 1e-3, "batch_size": 16, "epochs": 2, "max_seq_length": 64},
+        data={"max_train": 400, "max_eval": 277}, pretrained=True,
+        description="every method on a few seeds, CPU minutes",
+    ),
+    "cpu": SweepSpec(
+        name="cpu", tasks=("rte", "mrpc"), models=("tiny", "mini"), methods=METHODS, pretrain_seeds=(0,),
+        finetune_seeds=tuple(range(6)),
+        hparams={"learning_rate": 5e-4, "batch_size": 32, "epochs": 3, "max_seq_length": 128},
+        data={"max_train": 1000}, pretrained=True,
+        description="a small study of our own on 2 CPU cores",
+    ),
+    # The paper's design: BERT-large, RTE / MRPC / CoLA, 10 seeds per method (their standard runs had 20),
+    # lr 2e-5, batch 16, 10% warm-up, weight decay 0.01, max length 128.
+    "paper": SweepSpec(
+        name="paper", tasks=("rte", "mrpc", "cola"), models=("large",), methods=METHODS, pretrain_seeds=(0,),
+        finetune_seeds=tuple(range(10)),
+        hparams={"learning_rate": 2e-5, "batch_size": 16, "epochs": 3, "warmup_ratio": 0.1, "weight_decay": 0.01,
+                 "max_seq_length": 128},
+        cpus_per_trial=2, pretrained=True, log_representations=True,
+        description="Du & Nguyen 2023 design",
+    ),
+}
+
+if __name__ == "__main__":
+    sys.exit(sweep_main(PROFILES, default_experiment="mitigation"))
