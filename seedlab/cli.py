@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["auto", "generic", "zhou2020"], default="auto", help="default: detect it")
     p.add_argument("--dry-run", action="store_true", help="validate and show what would be imported; write nothing")
     p.set_defaults(func=_import)
+    sub.add_parser("pretrain", help="masked-LM pretraining of BERT seed families (docs/pretraining.md)")
     p = sub.add_parser("ui", help="start the MLflow UI on the local store and print its URL")
     p.add_argument("--tracking-uri")
     p.add_argument("--port", type=int, default=5000)
@@ -104,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["pretrain"]:  # its own parser, with one flag per PretrainConfig field
+        from seedlab.pretrain import main as pretrain_main
+
+        return pretrain_main(argv[1:], prog="seedlab pretrain")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

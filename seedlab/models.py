@@ -70,6 +70,10 @@ def resolve_model(
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 
     validate_model(model)
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # per-trial load reports (the unused MLM head) are noise
+    transformers.utils.logging.disable_progress_bar()
     if model not in BERT_SIZES:
         name = model.format(seed=pretrain_seed) if "{seed}" in model else model
         torch.manual_seed(init_seed)  # the hub checkpoint has no head: its init draws from this stream
@@ -81,7 +85,7 @@ def resolve_model(
     if checkpoint is not None:
         from transformers import AutoTokenizer as _Tok, BertModel
 
-        backbone = BertModel.from_pretrained(checkpoint, add_pooling_layer=True)
+        backbone = BertModel.from_pretrained(checkpoint, add_pooling_layer=True, use_safetensors=True)
         tokenizer = _Tok.from_pretrained(checkpoint)
         source = f"checkpoint:{checkpoint}"
     else:

@@ -42,6 +42,8 @@ class SweepSpec:
     pretrained: bool = False  # fine-tune from seedlab-pretrained checkpoints
     log_representations: bool = False  # log each layer's first-token states (Du & Nguyen representation measures)
     tuning: object = None  # a seedlab.tuning.TuningSpec: choose hyperparameters per (task, model) first
+    # PretrainConfig fields {"*": {...}, size: {...}}: pretrain the missing seed families before fine-tuning
+    pretrain: dict | None = None
     description: str = ""
 
     def validate(self) -> None:
@@ -66,6 +68,19 @@ class SweepSpec:
             raise SeedlabError("cpus_per_trial must be > 0 and max_failures >= 0")
         if self.tuning is not None:
             self.tuning.validate()
+        if self.pretrain is not None:
+            from seedlab.pretrain import stage_configs
+
+            if not self.pretrained:
+                raise SeedlabError(f"sweep {self.name!r} has a pretraining stage but pretrained=False")
+            stage_configs(self.models, self.pretrain_seeds, self.pretrain)
+
+    def pretrain_key(self, model: str, pretrain_seed: int) -> str | None:
+        if self.pretrain is None:
+            return None
+        from seedlab.pretrain import pretrain_config
+
+        return pretrain_config(model, pretrain_seed, self.pretrain).key()
 
     def cells(self, choices: dict | None = None) -> list[dict]:
         """The grid. `choices`: {(task, model): TuningChoice} from a tuning stage, whose hyperparameters
@@ -84,6 +99,8 @@ class SweepSpec:
                                     "log_representations": self.log_representations}
                             if choice:
                                 cell["tuning_choice"] = choice.run_id
+                            if self.pretrain is not None:
+                                cell["pretrain_key"] = self.pretrain_key(m, p)
                             cells.append(cell)
         return cells
 
@@ -180,6 +197,14 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
     uri = resolve_tracking_uri(tracking_uri)
     store = client(uri)
     experiment_id = get_or_create_experiment(store, experiment, uri)
+    if spec.pretrain is not None:  # stage 1: the seed families that do not exist yet
+        from seedlab.pretrain import StageResources, run_pretrain_stage
+
+        stage = run_pretrain_stage(spec.models, spec.pretrain_seeds, spec.pretrain, experiment=f"{experiment}-pretrain",
+                                   tracking_uri=uri, resources=StageResources(cpus_per_trial=spec.cpus_per_trial),
+                                   max_failures=spec.max_failures, max_concurrent=max_concurrent, out=out)
+        if stage.failed:
+            raise SeedlabError(f"{stage.failed} pretraining families failed (experiment {stage.experiment!r})")
     choices, pending = {}, []
     if spec.tuning is not None:  # reuse finished tuning stages before deciding whether anything must run
         from seedlab.tuning import find_choice
@@ -220,7 +245,8 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
 
         for t, m in pending:
             choices[(t, m)] = tune_hyperparameters(spec.tuning, t, m, spec.hparams, spec.data, spec.pretrained, store,
-                                                   experiment_id, uri, spec.name, parent, spec.resources(use_gpu), out)
+                                                   experiment_id, uri, spec.name, parent, spec.resources(use_gpu), out,
+                                                   pretrain_key=spec.pretrain_key(m, spec.pretrain_seeds[0]))
         cells = spec.cells(choices)
         todo = [c for c in cells if trial_key(c) not in done]
         print(f"[{spec.name}] seed stage: {len(cells)} cells, {len(cells) - len(todo)} already finished, "

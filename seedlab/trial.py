@@ -43,6 +43,8 @@ def resolve_cell(cell: dict) -> dict:
         "data": {**DATA_DEFAULTS, **cell.get("data", {})},
         "pretrained": bool(cell.get("pretrained", False)),
         "log_representations": bool(cell.get("log_representations", False)),
+        # which pretraining run's checkpoint (a hash of its PretrainConfig), when the sweep pretrains
+        **({"pretrain_key": cell["pretrain_key"]} if cell.get("pretrain_key") else {}),
     }
 
 
@@ -83,11 +85,11 @@ class TrialOutcome:
     representations: np.ndarray | None = None  # (L, m, d) float16 first-token states, when asked for
 
 
-def execute_trial(cell: dict, device: str | None = None) -> TrialOutcome:
+def execute_trial(cell: dict, device: str | None = None, tracking_uri: str | None = None) -> TrialOutcome:
     """Fine-tune and predict for one cell; no tracking. Deterministic on CPU."""
     import torch
 
-    from seedlab.checkpoints import find_checkpoint
+    from seedlab.checkpoints import find_checkpoint, require_checkpoint
     from seedlab.metrics import score
     from seedlab.models import resolve_model
 
@@ -100,7 +102,11 @@ def execute_trial(cell: dict, device: str | None = None) -> TrialOutcome:
     train_ds, eval_ds = load_task(c["task"], c["data"]["max_train"], c["data"]["max_eval"], c["data"]["data_seed"])
     if c["data"]["holdout"]:
         train_ds, eval_ds = holdout_split(train_ds, c["data"]["holdout"])  # the evaluation split stays unseen
-    checkpoint = find_checkpoint(c["model"], c["pretrain_seed"]) if c["pretrained"] else None
+    checkpoint = None
+    if c["pretrained"] and c.get("pretrain_key"):  # exactly the checkpoint this sweep's pretraining stage made
+        checkpoint = require_checkpoint(c["model"], c["pretrain_seed"], key=c["pretrain_key"], tracking_uri=tracking_uri)
+    elif c["pretrained"]:  # any finished family for (size, seed), else the random backbone (init_source says which)
+        checkpoint = find_checkpoint(c["model"], c["pretrain_seed"], tracking_uri=tracking_uri)
     resolved = resolve_model(c["model"], c["pretrain_seed"], spec.num_labels, c["init_seed"], checkpoint)
     prepared = prepare(resolved.model, c["method"], c["init_seed"])  # in place: prepared.model is resolved.model
     model = prepared.model
@@ -143,7 +149,7 @@ def run_trial(config: dict) -> dict:
     if existing:
         return _report({"skipped": 1, "run_id": existing[0].info.run_id})
     started = time.perf_counter()
-    outcome = execute_trial(cell)
+    outcome = execute_trial(cell, tracking_uri=ctx["tracking_uri"])
     # Results are written locally first and kept if logging fails, so a retry can see what was computed.
     out_dir = Path(tempfile.mkdtemp(prefix=f"seedlab-{key}-"))
     parquet = write_predictions(out_dir / f"{EVAL_SPLIT}.parquet", outcome.instance_ids, outcome.labels,

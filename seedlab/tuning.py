@@ -85,7 +85,7 @@ def run_tuning_trial(config: dict) -> None:
     values = []
     for step, seed in enumerate(ctx["seeds"], start=1):
         cell = {**base, "finetune_seed": seed, "hparams": hparams, "data": {**base["data"], "holdout": ctx["holdout"]}}
-        outcome = execute_trial(cell)
+        outcome = execute_trial(cell, tracking_uri=ctx["tracking_uri"])
         values.append(outcome.metrics[criterion])
         mean = sum(values) / len(values)
         params = {**outcome.params, "tuning_seeds": ",".join(map(str, ctx["seeds"][:step]))}
@@ -117,7 +117,7 @@ def find_choice(spec: TuningSpec, task: str, model: str, base_hparams: dict, dat
 
 def tune_hyperparameters(spec: TuningSpec, task: str, model: str, base_hparams: dict, data: dict, pretrained: bool,
                          store, experiment_id: str, tracking_uri: str, sweep: str, parent_run_id: str,
-                         resources, out=sys.stdout) -> TuningChoice:
+                         resources, out=sys.stdout, pretrain_key: str | None = None) -> TuningChoice:
     """Run the search for (task, model) (Ray must be initialised) and record the choice."""
     from mlflow.entities import Param
     from ray import tune
@@ -141,7 +141,7 @@ def tune_hyperparameters(spec: TuningSpec, task: str, model: str, base_hparams: 
 
         scheduler = ASHAScheduler(time_attr="seeds_done", max_t=len(spec.seeds), grace_period=1)
     base_cell = {"task": task, "model": model, "pretrain_seed": 0, "hparams": dict(base_hparams), "data": dict(data),
-                 "pretrained": pretrained}
+                 "pretrained": pretrained, **({"pretrain_key": pretrain_key} if pretrain_key else {})}
     context = {"tracking_uri": tracking_uri, "experiment_id": experiment_id, "parent_run_id": parent_run_id,
                "sweep": sweep, "tuning_key": key, "seeds": list(spec.seeds), "holdout": spec.holdout,
                "metric": metric, "space_keys": sorted(spec.search_space)}

@@ -13,17 +13,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from seedlab.sweep import SweepSpec, sweep_main  # noqa: E402
 
+# Masked-LM pretraining per size (seedlab.pretrain.PretrainConfig fields); "*" applies to every size.
+SMOKE_PRETRAIN = {"*": {"max_seq_length": 64, "batch_size": 32, "max_train_lines": 4000, "eval_blocks": 128},
+                  "tiny": {"max_steps": 150, "learning_rate": 2e-3}, "mini": {"max_steps": 50, "learning_rate": 1e-3}}
+CPU_PRETRAIN = {"*": {"max_seq_length": 64, "batch_size": 64},
+                "tiny": {"max_steps": 1500, "learning_rate": 2e-3}, "mini": {"max_steps": 800, "learning_rate": 1e-3},
+                "small": {"max_steps": 600, "learning_rate": 1e-3}}
+PAPER_PRETRAIN = {"*": {"max_seq_length": 128, "batch_size": 128, "warmup_ratio": 0.06},
+                  "mini": {"max_steps": 5000, "learning_rate": 1e-3}, "small": {"max_steps": 10000, "learning_rate": 5e-4},
+                  "medium": {"max_steps": 10000, "learning_rate": 5e-4},
+                  "base": {"max_steps": 10000, "learning_rate": 2e-4}, "large": {"max_steps": 10000, "learning_rate": 1e-4}}
+
 PROFILES = {
-    # CPU, minutes: 2 sizes x 2 pretraining seeds x 2 fine-tuning seeds on a subsample of SST-2.
+    # CPU, minutes: pretrain 2 sizes x 2 seeds briefly, then fine-tune 2 seeds each on a subsample of SST-2.
     "smoke": SweepSpec(
         name="smoke",
         tasks=("sst2",),
         models=("tiny", "mini"),
         pretrain_seeds=(0, 1),
         finetune_seeds=(0, 1),
-        hparams={"learning_rate": 3e-4, "batch_size": 32, "epochs": 2, "max_seq_length": 64},
+        hparams={"learning_rate": 1e-3, "batch_size": 32, "epochs": 3, "max_seq_length": 64},
         data={"max_train": 1000, "max_eval": 872},
+        pretrained=True,
+        pretrain=SMOKE_PRETRAIN,
         description="end-to-end check on CPU",
+    ),
+    # A small study of our own for one 2-core machine (about an hour): docs/results/bert_sizes_cpu.md.
+    "cpu": SweepSpec(
+        name="cpu",
+        tasks=("sst2", "rte"),
+        models=("tiny", "mini", "small"),
+        pretrain_seeds=(0, 1, 2, 3),
+        finetune_seeds=(0, 1, 2),
+        hparams={"learning_rate": 3e-4, "batch_size": 32, "epochs": 2, "max_seq_length": 64},
+        data={"max_train": 2000},
+        pretrained=True,
+        pretrain=CPU_PRETRAIN,
+        description="3 sizes x 4 pretraining seeds x 3 fine-tuning seeds on CPU",
     ),
     # The Zhong et al. grid for a GPU cluster: 5 sizes x 10 pretraining seeds x 5 fine-tuning seeds x 3 tasks.
     "paper": SweepSpec(
@@ -35,6 +61,7 @@ PROFILES = {
         hparams={"learning_rate": 5e-5, "batch_size": 32, "epochs": 3, "max_seq_length": 128},
         cpus_per_trial=2,
         pretrained=True,
+        pretrain=PAPER_PRETRAIN,
         description="Zhong et al. 2021 design",
     ),
 }

@@ -15,20 +15,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from seedlab.mitigation import METHODS  # noqa: E402
+
+PRETRAIN = {"*": {"max_seq_length": 64, "batch_size": 64}, "tiny": {"max_steps": 1500, "learning_rate": 2e-3},
+            "mini": {"max_steps": 800, "learning_rate": 1e-3}}
+SMOKE_PRETRAIN = {"*": {"max_seq_length": 64, "batch_size": 32, "max_train_lines": 4000, "eval_blocks": 128},
+                  "tiny": {"max_steps": 150, "learning_rate": 2e-3}}
 from seedlab.sweep import SweepSpec, sweep_main  # noqa: E402
 
 PROFILES = {
     "smoke": SweepSpec(
         name="smoke", tasks=("rte",), models=("tiny",), methods=METHODS, pretrain_seeds=(0,), finetune_seeds=(0, 1, 2),
         hparams={"learning_rate": 1e-3, "batch_size": 16, "epochs": 2, "max_seq_length": 64},
-        data={"max_train": 400, "max_eval": 277}, pretrained=True,
+        data={"max_train": 400, "max_eval": 277}, pretrained=True, pretrain=SMOKE_PRETRAIN,
         description="every method on a few seeds, CPU minutes",
     ),
     "cpu": SweepSpec(
         name="cpu", tasks=("rte", "mrpc"), models=("tiny", "mini"), methods=METHODS, pretrain_seeds=(0,),
         finetune_seeds=tuple(range(6)),
         hparams={"learning_rate": 5e-4, "batch_size": 32, "epochs": 3, "max_seq_length": 128},
-        data={"max_train": 1000}, pretrained=True,
+        data={"max_train": 1000}, pretrained=True, pretrain=PRETRAIN,
         description="a small study of our own on 2 CPU cores",
     ),
     # The paper's design: BERT-large, RTE / MRPC / CoLA, 10 seeds per method (their standard runs had 20),
@@ -39,6 +44,7 @@ PROFILES = {
         hparams={"learning_rate": 2e-5, "batch_size": 16, "epochs": 3, "warmup_ratio": 0.1, "weight_decay": 0.01,
                  "max_seq_length": 128},
         cpus_per_trial=2, pretrained=True, log_representations=True,
+        pretrain={"*": {"max_seq_length": 128, "batch_size": 128}, "large": {"max_steps": 10000, "learning_rate": 1e-4}},
         description="Du & Nguyen 2023 design",
     ),
 }
