@@ -31,7 +31,7 @@ def assert_one_line_error(proc, *fragments):
 
 
 @pytest.mark.parametrize("args,fragments", [
-    (["--profile", "huge"], ["unknown profile 'huge'", "valid: smoke, paper"]),
+    (["--profile", "huge"], ["unknown profile 'huge'", "valid: smoke, cpu, paper"]),
     (["--tasks", "sst3"], ["unknown task 'sst3'", "sst2"]),
     (["--models", "gigantic"], ["unknown model 'gigantic'", "tiny, mini"]),
     (["--finetune-seeds", "1,x"], ["invalid --finetune-seeds", "non-negative integers"]),
