@@ -89,3 +89,32 @@ def test_analyze_rejects_bad_options(store, tmp_path):
     proc = run([sys.executable, "-m", "seedlab.cli", "analyze", "--experiment", "empty", "--tracking-uri", store,
                 "--json", str(tmp_path / "no" / "such" / "dir.json")], cwd=tmp_path)
     assert_one_line_error(proc, "--json directory")
+
+
+def test_analyze_names_declared_cells_without_a_finished_run(tmp_path):
+    """A partial design is reported, not silently analysed as if complete."""
+    from seedlab.analysis.loader import load_experiment
+    from seedlab.predictions import write_predictions
+    from seedlab.tracking import client, get_or_create_experiment, log_run, start_sweep_run
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow_client = client(uri)
+    exp = get_or_create_experiment(mlflow_client, "partial", uri)
+    start_sweep_run(mlflow_client, exp, "s", {"tasks": "sst2", "models": "tiny", "pretrain_seeds": "0,1",
+                                              "finetune_seeds": "0", "methods": "standard"})
+    for seed, status in ((0, "FINISHED"), (1, "FAILED")):
+        path = write_predictions(tmp_path / f"p{seed}" / "validation.parquet", ["a", "b"], [0, 1], [0, 0],
+                                 np.full((2, 2), 0.5))
+        run_id = log_run(mlflow_client, exp, f"sst2/tiny/p{seed}/f0", {"task": "sst2", "model": "tiny",
+                      "pretrain_seed": seed, "finetune_seed": 0}, [], {"seedlab.kind": "trial",
+                      "seedlab.trial_key": f"k{seed}"}, {"predictions": str(path)})
+        if status == "FAILED":
+            mlflow_client.set_terminated(run_id, "FAILED")
+    loaded = load_experiment("partial", uri)
+    assert loaded.missing_cells == ["sst2/tiny/p1/f0"]
+    assert loaded.unfinished == ["sst2/tiny/p1/f0 (FAILED)"]
+    proc = run([sys.executable, "-m", "seedlab.cli", "analyze", "--experiment", "partial", "--tracking-uri", uri,
+                "--no-log", "--report", str(tmp_path / "r.html")], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "incomplete design: 1 declared grid cell(s) have no FINISHED run: sst2/tiny/p1/f0" in proc.stdout
+    assert "sst2/tiny/p1/f0 (FAILED)" in proc.stdout

@@ -278,7 +278,8 @@ def analyze(loaded, options: AnalysisOptions | None = None) -> dict:
         "schema": SCHEMA,
         "experiment": loaded.experiment,
         "tracking_uri": loaded.tracking_uri,
-        "runs": {"by_status": loaded.run_status, "duplicates": loaded.duplicates, "unfinished": loaded.unfinished},
+        "runs": {"by_status": loaded.run_status, "duplicates": loaded.duplicates, "unfinished": loaded.unfinished,
+                 "missing_cells": loaded.missing_cells},
         "tasks": {task: analyze_table(task, table, options, loaded.representations.get(task))
                   for task, table in loaded.tables.items()},
     })

@@ -31,6 +31,7 @@ class LoadedExperiment:
     run_status: dict[str, int] = field(default_factory=dict)  # status -> count over all trial runs
     duplicates: list[str] = field(default_factory=list)  # run names of extra FINISHED runs of one cell
     unfinished: list[str] = field(default_factory=list)  # run names of FAILED / RUNNING / KILLED trial runs
+    missing_cells: list[str] = field(default_factory=list)  # declared by a sweep launch, with no FINISHED run
     # task -> {run id: (layers, instances, hidden) first-token states aligned with the table's instances}
     representations: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
@@ -77,6 +78,7 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
                                int(p["finetune_seed"]), p.get("method", "standard"), p.get("hp_config", ""))
         except (KeyError, ValueError) as exc:
             raise SeedlabError(f"trial run {name} ({run.info.run_id}) lacks a valid param {exc}") from None
+    missing = _missing_cells(store, exp.experiment_id, chosen.values())
     if not chosen:
         raise SeedlabError(f"experiment {experiment!r} has no FINISHED trial runs "
                            f"(runs by status: {dict(status_counts) or 'none'})")
@@ -99,7 +101,24 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
     for task in sorted({r.task for r in runs}):
         tables[task], representations[task] = _table(task, [r for r in runs if r.task == task])
     return LoadedExperiment(exp.name, exp.experiment_id, store.tracking_uri, tables, dict(status_counts),
-                            duplicates, unfinished, representations)
+                            duplicates, unfinished, missing, representations)
+
+
+def _missing_cells(store, experiment_id: str, finished) -> list[str]:
+    """Grid cells that a sweep launch declared (its parent run's params) but that have no FINISHED run."""
+    declared = set()
+    for sweep in store.search_runs([experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'sweep'", max_results=1000):
+        p = sweep.data.params
+        try:
+            axes = [p["tasks"].split(","), p["models"].split(","), p["pretrain_seeds"].split(","),
+                    p["finetune_seeds"].split(","), p.get("methods", "standard").split(",")]
+        except KeyError:
+            continue
+        declared |= {(t, m, int(ps), int(fs), meth) for t in axes[0] for m in axes[1] for ps in axes[2]
+                     for fs in axes[3] for meth in axes[4]}
+    have = {(r.task, r.model, r.pretrain_seed, r.finetune_seed, r.method) for r in finished}
+    return [f"{t}/{m}/p{ps}/f{fs}" + ("" if meth == "standard" else f"/{meth}")
+            for t, m, ps, fs, meth in sorted(declared - have)]
 
 
 def _table(task: str, runs: list[_Run]) -> tuple[RunTable, dict[str, np.ndarray]]:

@@ -23,6 +23,9 @@ def render_summary(result: dict) -> str:
     out.append("trial runs by status: " + ", ".join(f"{k} {v}" for k, v in sorted(runs["by_status"].items())))
     if runs["unfinished"]:
         out.append(f"not analysed (not FINISHED): {', '.join(runs['unfinished'])}")
+    if runs.get("missing_cells"):
+        out.append(f"! incomplete design: {len(runs['missing_cells'])} declared grid cell(s) have no FINISHED run: "
+                   f"{', '.join(runs['missing_cells'][:20])}{' ...' if len(runs['missing_cells']) > 20 else ''}")
     if runs["duplicates"]:
         out.append(f"ignored duplicate FINISHED runs of an already-finished cell: {', '.join(runs['duplicates'])}")
     for task, t in result["tasks"].items():
