@@ -24,17 +24,7 @@ from seedlab.stats.simulate import simulate_experiment
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def agreement_matrix(preds) -> np.ndarray:
-    """(n, n): share of instances on which runs i and j predict the same label (as proposed for seedlab.stats)."""
-    preds = np.asarray(preds)
-    n, m = preds.shape
-    _, codes = np.unique(preds, return_inverse=True)
-    codes = codes.reshape(n, m)
-    out = np.zeros((n, n))
-    for c in range(int(codes.max()) + 1):
-        x = (codes == c).astype(np.float64)
-        out += x @ x.T
-    return out / m
+from seedlab.stats.agreement import agreement_matrix  # noqa: E402  (the library function, tested here too)
 
 
 def add_agreement_matrices(task_result: dict, table) -> None:

@@ -121,17 +121,7 @@ def new_page(browser):
 # --------------------------------------------------------------------------------------------------
 
 
-def agreement_matrix(preds) -> np.ndarray:
-    """(n, n) share of instances on which runs i and j predict the same label (proposed for seedlab.stats)."""
-    preds = np.asarray(preds)
-    n, m = preds.shape
-    _, codes = np.unique(preds, return_inverse=True)
-    codes = codes.reshape(n, m)
-    out = np.zeros((n, n))
-    for c in range(int(codes.max()) + 1):
-        x = (codes == c).astype(np.float64)
-        out += x @ x.T
-    return out / m
+from seedlab.stats.agreement import agreement_matrix  # noqa: E402  (the library function, tested here too)
 
 
 @dataclass
