@@ -368,11 +368,11 @@ def stage_configs(sizes, pretrain_seeds, config_by_size: dict) -> list[PretrainC
     return [pretrain_config(size, seed, config_by_size) for size in sizes for seed in pretrain_seeds]
 
 
-def finished_pretrain_runs(store, experiment_id: str) -> dict[str, str]:
-    """{pretrain key: run id} of the FINISHED pretraining runs of an experiment."""
+def finished_pretrain_runs(store, experiment_ids: list[str]) -> dict[str, str]:
+    """{pretrain key: run id} of the FINISHED pretraining runs of these experiments."""
     from seedlab.tracking import TAG_KIND
 
-    runs = store.search_runs([experiment_id], filter_string=f"tags.`{TAG_KIND}` = '{PRETRAIN_KIND}' and "
+    runs = store.search_runs(experiment_ids, filter_string=f"tags.`{TAG_KIND}` = '{PRETRAIN_KIND}' and "
                              "attributes.status = 'FINISHED'", max_results=50000)
     return {r.data.tags[TAG_PRETRAIN_KEY]: r.info.run_id for r in runs if TAG_PRETRAIN_KEY in r.data.tags}
 
@@ -439,11 +439,16 @@ def run_pretrain_trial(config: dict) -> dict:
 def run_pretrain_stage(sizes, pretrain_seeds, config_by_size: dict | None = None, experiment: str | None = None,
                        tracking_uri: str | None = None, resources: StageResources | None = None,
                        max_failures: int = 2, max_concurrent: int | None = None, out=sys.stdout) -> StageResult:
-    """Pretrain every (size, seed) family not yet FINISHED in `experiment`, one Ray Tune trial each."""
+    """Pretrain every (size, seed) family not yet FINISHED, one Ray Tune trial each, logging to `experiment`.
+
+    A family counts as done when a FINISHED run of exactly its configuration (`PretrainConfig.key()`) exists in
+    any experiment of the store: `find_checkpoint` resolves by key across experiments too, so two sweeps
+    that pretrain the same family (say bert_sizes and mitigation) share one checkpoint."""
     import ray
     from ray import tune
 
     from seedlab.checkpoints import pretrain_experiment
+    from seedlab.progress import SweepProgress, tune_callback
     from seedlab.tracking import client, get_or_create_experiment, git_commit, resolve_tracking_uri
 
     configs = stage_configs(sizes, pretrain_seeds, config_by_size or {})
@@ -452,10 +457,11 @@ def run_pretrain_stage(sizes, pretrain_seeds, config_by_size: dict | None = None
     uri = resolve_tracking_uri(tracking_uri)
     store = client(uri)
     experiment_id = get_or_create_experiment(store, experiment, uri)
-    done = finished_pretrain_runs(store, experiment_id)
+    every_experiment = [e.experiment_id for e in store.search_experiments()]
+    done = finished_pretrain_runs(store, every_experiment)
     todo = [c for c in configs if c.key() not in done]
     print(f"[pretrain] experiment {experiment!r} at {uri}: {len(configs)} families, "
-          f"{len(configs) - len(todo)} already pretrained, {len(todo)} to run", file=out, flush=True)
+          f"{len(configs) - len(todo)} already pretrained (in this store), {len(todo)} to run", file=out, flush=True)
     failed = 0
     if todo:
         if not ray.is_initialized():  # as seedlab.sweep: RAY_ADDRESS joins a cluster, else a local runtime starts
@@ -465,16 +471,18 @@ def run_pretrain_stage(sizes, pretrain_seeds, config_by_size: dict | None = None
             ray.init(address=address, logging_level="WARNING", include_dashboard=False if address is None else None)
         use_gpu = ray.cluster_resources().get("GPU", 0) > 0
         context = {"tracking_uri": uri, "experiment_id": experiment_id, "git_commit": git_commit()}
+        progress = SweepProgress("pretrain", len(todo), out)
         tuner = tune.Tuner(
             tune.with_resources(run_pretrain_trial, resources.for_trials(use_gpu)),
             param_space={"job": tune.grid_search([c.as_params() for c in todo]), "context": context},
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
             run_config=tune.RunConfig(name=f"{experiment}-pretrain-{int(time.time())}",
                                       storage_path=os.environ.get("SEEDLAB_RAY_STORAGE"),
-                                      failure_config=tune.FailureConfig(max_failures=max_failures), verbose=0),
+                                      failure_config=tune.FailureConfig(max_failures=max_failures),
+                                      callbacks=[tune_callback(progress)], verbose=0),
         )
         failed = sum(1 for r in tuner.fit() if r.error is not None)
-    done = finished_pretrain_runs(store, experiment_id)
+    done = finished_pretrain_runs(store, every_experiment)
     run_ids = {(c.size, c.pretrain_seed): done[c.key()] for c in configs if c.key() in done}
     print(f"[pretrain] finished: {len(todo) - failed} families pretrained, {failed} failed", file=out, flush=True)
     for (size, seed), run_id in sorted(run_ids.items()):  # the evidence that pretraining did something

@@ -20,6 +20,7 @@ from seedlab.errors import SeedlabError, choice_error
 from seedlab.finetune import Hyperparameters
 from seedlab.mitigation import METHODS, validate_method
 from seedlab.models import BERT_SIZES, validate_model
+from seedlab.progress import SweepProgress, tune_callback
 from seedlab.tasks import TASKS, get_task
 
 # GPU fraction per size, so several small trials share one GPU (the paper profile on a GPU cluster).
@@ -113,61 +114,6 @@ class SweepSpec:
             return PlacementGroupFactory([{"CPU": self.cpus_per_trial, "GPU": gpu}])
 
         return for_trial
-
-
-class SweepProgress:
-    """Live progress: trials done / running / failed and an ETA, one line per change."""
-
-    def __init__(self, name: str, total: int, out=sys.stdout):
-        self.name, self.total, self.out = name, total, out
-        self.done = self.failed = 0
-        self.running: dict[str, float] = {}
-        self.durations: list[float] = []
-        self.start = time.time()
-
-    def started(self, trial_id: str) -> None:
-        self.running[trial_id] = time.time()
-        self.show()
-
-    def finished(self, trial_id: str, ok: bool) -> None:
-        began = self.running.pop(trial_id, None)
-        if ok:
-            self.done += 1
-            if began is not None:
-                self.durations.append(time.time() - began)
-        else:
-            self.failed += 1
-        self.show()
-
-    def eta_seconds(self) -> float | None:
-        if not self.durations:
-            return None
-        remaining = self.total - self.done - self.failed
-        parallel = max(1, len(self.running))
-        return remaining * (sum(self.durations) / len(self.durations)) / parallel
-
-    def show(self) -> None:
-        eta = self.eta_seconds()
-        eta_text = "ETA --" if eta is None else f"ETA {int(eta // 60)}m{int(eta % 60):02d}s"
-        elapsed = int(time.time() - self.start)
-        print(f"[{self.name}] done {self.done}/{self.total} | running {len(self.running)} | failed {self.failed} | "
-              f"{eta_text} | elapsed {elapsed // 60}m{elapsed % 60:02d}s", file=self.out, flush=True)
-
-
-def _tune_callback(progress: SweepProgress):
-    from ray import tune
-
-    class Callback(tune.Callback):
-        def on_trial_start(self, iteration, trials, trial, **info):
-            progress.started(trial.trial_id)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            progress.finished(trial.trial_id, ok=True)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            progress.finished(trial.trial_id, ok=False)
-
-    return Callback()
 
 
 @dataclass
@@ -265,7 +211,7 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
             name=f"{experiment}-{parent[:8]}",
             storage_path=os.environ.get("SEEDLAB_RAY_STORAGE"),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[_tune_callback(progress)],
+            callbacks=[tune_callback(progress)],
             verbose=0,
         ),
     )

@@ -172,10 +172,15 @@ def test_ray_stage_logs_runs_skips_reruns_and_checkpoints_resolve_from_mlflow(tm
     try:
         first = run_pretrain_stage(["tiny"], [0, 1], settings, experiment="ptest", tracking_uri=uri, out=io.StringIO())
         again = run_pretrain_stage(["tiny"], [0, 1], settings, experiment="ptest", tracking_uri=uri, out=io.StringIO())
+        # Another sweep's stage: the family it shares (tiny/p1, same config) is reused, only tiny/p2 is new.
+        other = run_pretrain_stage(["tiny"], [1, 2], settings, experiment="ptest-other", tracking_uri=uri,
+                                   out=io.StringIO())
     finally:
         ray.shutdown()
     assert (first.total, first.finished, first.failed, first.skipped) == (2, 2, 0, 0)
     assert (again.finished, again.skipped) == (0, 2) and again.run_ids == first.run_ids
+    assert (other.finished, other.skipped) == (1, 1) and other.run_ids[("tiny", 1)] == first.run_ids[("tiny", 1)]
+    assert other.run_ids[("tiny", 2)] not in first.run_ids.values()
     client = MlflowClient(uri)
     runs = client.search_runs([first.experiment_id], filter_string="tags.`seedlab.kind` = 'pretrain'")
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
