@@ -84,7 +84,7 @@ def main():
     full = run(args.instances, trace=False)  # timed without tracemalloc, which slows numpy allocation
     traced = run(args.instances, trace=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"design: 5 sizes x 10 pretraining seeds x 5 fine-tuning seeds = 250 runs; 3 classes")
+    print("design: 5 sizes x 10 pretraining seeds x 5 fine-tuning seeds = 250 runs; 3 classes")
     print(f"m={args.instances // 10:>6}: analyze {small[0]:6.1f} s")
     print(f"m={args.instances:>6}: analyze {full[0]:6.1f} s  (x{full[0] / small[0]:.1f} for 10x the instances)")
     print(f"predictions array {full[3] / 2**20:.1f} MiB; Python-heap peak during analyze {traced[1] / 2**20:.1f} MiB; "

@@ -16,7 +16,6 @@ length (throughput does not depend on the token values), so no data or tokenizer
 import argparse
 import json
 import multiprocessing as mp
-import os
 import sys
 import time
 from pathlib import Path

@@ -118,7 +118,7 @@ def start_sweep_run(mlflow_client, experiment_id: str, sweep: str, params: dict)
 def log_run(mlflow_client, experiment_id: str, run_name: str, params: dict, metrics: list, tags: dict,
             artifacts: dict[str, str], parent_run_id: str | None = None) -> str:
     """Create a FINISHED run in one go. `metrics`: (key, value, step) triples; `artifacts`: {dir: local file}."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     all_tags = {**tags, "mlflow.runName": run_name}
     if parent_run_id:

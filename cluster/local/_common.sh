@@ -26,6 +26,10 @@
 #   SEEDLAB_RAY_OBJECT_STORE_BYTES  object store per node          [268435456]
 #   SEEDLAB_MLFLOW_WORKERS       MLflow server worker processes            [1]
 #   SEEDLAB_MLFLOW_JOB_EXECUTION MLflow server-side job runner (true/false)  [false]
+#   SEEDLAB_MLFLOW_AUTH_CACHE_TTL seconds a verified password is cached (0: off)  [60]
+#   SEEDLAB_DATA                 data dir every Ray node gets   [<repo>/../shared/data, if it exists]
+#   SEEDLAB_RAY_STORAGE          Tune experiment storage for drivers on the nodes  [$STATE/ray-results]
+#   SEEDLAB_CLUSTER_OFFLINE      1: nodes get HF_HUB_OFFLINE=1 etc. (no hub traffic)  [1]
 # An explicitly set port that is busy is an error; a default port that is busy
 # is replaced by a free one (and the choice is printed and kept in ports.env).
 

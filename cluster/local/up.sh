@@ -64,7 +64,8 @@ if [[ -z "${RAY_WORKER_PORT_BASE-}" || "${RAY_WORKER_PORT_NODES:-0}" -lt $((N_WO
 fi
 if [[ -z "${RAY_TEMP_DIR-}" ]]; then
   RAY_TEMP_DIR="$STATE/ray"
-  # Ray puts unix sockets under <temp>/session_*/sockets/; keep the path short (<108 bytes).
+  # Ray puts unix sockets under <temp>/session_*/sockets/ (worker node i: <temp>/w<i>/session_*/...);
+  # keep the path short (<108 bytes).
   if ((${#RAY_TEMP_DIR} > 40)); then
     RAY_TEMP_DIR="/tmp/seedlab-ray-$(printf '%s' "$STATE" | sha1sum | cut -c1-10)"
   fi
@@ -155,6 +156,10 @@ default_permission = READ
 database_uri = postgresql+psycopg2://$PG_ROLE@127.0.0.1:$PG_PORT/$PG_AUTH_DB
 admin_username = $MLFLOW_ADMIN_USER
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+# Without this cache every request re-checks the password hash (deliberately slow): it was most of a
+# trial's logging time (~8 requests per trial). A changed or deleted password stops working at once on
+# this single-worker server (the API invalidates the cache), on other workers within the TTL.
+auth_cache_ttl_seconds = ${SEEDLAB_MLFLOW_AUTH_CACHE_TTL:-60}
 EOF
   )
   if is_running mlflow; then
@@ -206,8 +211,28 @@ ray_env() {
   export MLFLOW_TRACKING_URI="http://127.0.0.1:$MLFLOW_PORT"
   export MLFLOW_TRACKING_USERNAME="$MLFLOW_CLIENT_USER"
   export MLFLOW_TRACKING_PASSWORD="$(cat "$SECRETS/mlflow_password")"
+  # Data and storage. A `ray job submit --working-dir` job runs from a copy of the checkout inside the
+  # Ray temp dir, where seedlab's `../shared/data` lookup finds nothing: every node gets SEEDLAB_DATA.
+  # Tune's experiment state goes into the state dir (removed by `down.sh --purge`), not ~/ray_results.
+  if [[ -n "$NODE_DATA" ]]; then export SEEDLAB_DATA="$NODE_DATA"; fi
+  export SEEDLAB_RAY_STORAGE="${SEEDLAB_RAY_STORAGE:-$STATE/ray-results}"
+  if [[ "${SEEDLAB_CLUSTER_OFFLINE:-1}" == 1 ]]; then
+    # A loopback-only stack: data is read in place, nothing is fetched from the Hugging Face hub.
+    export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+  fi
   unset RAY_ADDRESS RAY_AUTH_TOKEN
 }
+
+# The data dir the nodes get: $SEEDLAB_DATA, else the nearest shared/data above the checkout.
+node_data_dir() {
+  if [[ -n "${SEEDLAB_DATA:-}" ]]; then echo "$SEEDLAB_DATA"; return; fi
+  local d="$REPO_ROOT"
+  while [[ "$d" != / ]]; do
+    if [[ -d "$d/shared/data" ]]; then echo "$d/shared/data"; return; fi
+    d="$(dirname "$d")"
+  done
+}
+NODE_DATA="$(node_data_dir)"
 
 wait_log() { # wait_log FILE PATTERN TIMEOUT PIDNAME
   local i
@@ -248,6 +273,7 @@ start_ray() {
     wait_log "$logf" "Ray runtime started" 120 ray-head ||
       { tail -n 30 "$logf" >&2; die "Ray head failed to start (log: $logf)"; }
     log "started Ray head pid $(pid_of ray-head): GCS 127.0.0.1:$RAY_PORT, dashboard/jobs http://127.0.0.1:$RAY_DASHBOARD_PORT, $HEAD_CPUS CPU (log $logf)"
+    log "Ray nodes' data dir: ${NODE_DATA:-none found (set SEEDLAB_DATA)}; Tune storage: ${SEEDLAB_RAY_STORAGE:-$STATE/ray-results}"
   fi
   for ((i = 1; i <= N_WORKERS; i++)); do
     name="ray-worker-$i"
@@ -256,6 +282,9 @@ start_ray() {
       continue
     fi
     wlo=$((RAY_WORKER_PORT_BASE + 64 * i)); whi=$((wlo + 63))
+    # Its own temp dir (inside the head's): nodes sharing one session dir on one host share
+    # runtime_resources/, and a second node unpacking a job's working_dir there deletes and
+    # re-creates the directory the job's driver is running in (its cwd vanishes).
     local agent="RAY_AGENT_PORT_$i"
     logf="$LOGS/$name.log"
     : >"$logf"
@@ -267,7 +296,7 @@ start_ray() {
         --min-worker-port="$wlo" --max-worker-port="$whi" \
         --num-cpus="$WORKER_CPUS" --num-gpus="$WORKER_GPUS" \
         --resources="{\"seedlab_worker\": 1, \"seedlab_worker_$i\": 1}" \
-        --object-store-memory="$OBJ_BYTES" \
+        --object-store-memory="$OBJ_BYTES" --temp-dir="$RAY_TEMP_DIR/w$i" \
         --disable-usage-stats --log-style=record
     ) >>"$logf" 2>&1 </dev/null &
     echo $! >"$PIDS/$name.pid"
@@ -300,6 +329,8 @@ export RAY_API_SERVER_ADDRESS=http://127.0.0.1:$RAY_DASHBOARD_PORT
 export SEEDLAB_RAY_GCS_ADDRESS=127.0.0.1:$RAY_PORT
 export RAY_AUTH_MODE=token
 export RAY_AUTH_TOKEN_PATH=$(printf '%q' "$SECRETS/ray_auth_token")
+# Tune experiment state of sweep drivers started from this machine (the nodes' drivers use the same).
+export SEEDLAB_RAY_STORAGE=$(printf '%q' "${SEEDLAB_RAY_STORAGE:-$STATE/ray-results}")
 export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
 export MLFLOW_TRACKING_USERNAME=$MLFLOW_CLIENT_USER
 MLFLOW_TRACKING_PASSWORD="\$(cat $(printf '%q' "$SECRETS/mlflow_password"))"

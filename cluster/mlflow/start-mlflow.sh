@@ -31,6 +31,10 @@ default_permission = ${MLFLOW_AUTH_DEFAULT_PERMISSION:-READ}
 database_uri = postgresql+psycopg2://mlflow@${PGHOST}:${PGPORT}/mlflow_auth
 admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+# Verified passwords are cached this long per worker. Without the cache every request re-checks the
+# (deliberately slow) password hash, which dominated trial logging. A changed or deleted password may
+# keep working on the other workers for up to this long.
+auth_cache_ttl_seconds = ${MLFLOW_AUTH_CACHE_TTL_SECONDS:-60}
 INI
 export MLFLOW_AUTH_CONFIG_PATH="$AUTH_INI"
 

@@ -8,91 +8,20 @@ About 1.5-2 minutes on 2 cores. Deselect with `-m "not cluster"`.
 from __future__ import annotations
 
 import base64
-import json
 import os
-import pwd
 import shutil
 import subprocess
 import sys
 import tempfile
 import urllib.error
 import urllib.request
-from glob import glob
 from pathlib import Path
 
 import pytest
 
+from _stack import LOCAL, VENV, listeners, proc_table, read_env_sh, stack_skip_reason
+
 pytestmark = pytest.mark.cluster
-
-REPO = Path(__file__).resolve().parents[2]
-LOCAL = REPO / "cluster" / "local"
-VENV = Path(sys.prefix)
-
-
-def _pg_bindir() -> str | None:
-    dirs = sorted(glob("/usr/lib/postgresql/*/bin"), key=lambda d: [int(x) for x in d.split("/")[4].split(".")])
-    for d in reversed(dirs):
-        if os.access(f"{d}/initdb", os.X_OK):
-            return d
-    found = shutil.which("initdb")
-    return str(Path(found).parent) if found else None
-
-
-def _skip_reason() -> str | None:
-    if not _pg_bindir():
-        return "PostgreSQL binaries (initdb/pg_ctl) are not installed: run cluster/local/install.sh"
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            return "running as root but there is no 'postgres' system user to run PostgreSQL as"
-    for tool in ("ray", "mlflow"):
-        if not (VENV / "bin" / tool).exists():
-            return f"{VENV}/bin/{tool} not found (run the tests from the project venv)"
-    for mod, pkg in (("psycopg2", "psycopg2-binary"), ("flask_wtf", "Flask-WTF")):
-        try:
-            __import__(mod)
-        except ImportError:
-            return f"{pkg} is not installed in the venv: run cluster/local/install.sh"
-    return None
-
-
-def _listening(ports: set[int]) -> set[int]:
-    """Which of `ports` have a TCP LISTEN socket on any address (from /proc/net/tcp{,6})."""
-    seen = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            if cols[3] == "0A":
-                port = int(cols[1].rsplit(":", 1)[1], 16)
-                if port in ports:
-                    seen.add(port)
-    return seen
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmd and state != "Z":
-            out.append(f"{pid}: {cmd[:200]}")
-    return out
-
-
-def _read_env_sh(path: Path) -> dict[str, str]:
-    """What a client gets by sourcing env.sh."""
-    out = subprocess.run(
-        ["bash", "-c", f'set -a; . "{path}"; env -0'], capture_output=True, check=True, env={"PATH": os.environ["PATH"]}
-    ).stdout.decode()
-    return dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
 
 
 def _http_status(url: str, headers: dict[str, str] | None = None) -> int:
@@ -104,7 +33,7 @@ def _http_status(url: str, headers: dict[str, str] | None = None) -> int:
 
 
 def test_local_cluster_up_check_down():
-    reason = _skip_reason()
+    reason = stack_skip_reason()
     if reason:
         pytest.skip(reason)
 
@@ -140,7 +69,7 @@ def test_local_cluster_up_check_down():
             addrs = _listen_addresses(int(_port(state, key)))
             assert addrs and addrs <= {"127.0.0.1"}, f"{key} listens on {addrs}"
 
-        client = _read_env_sh(state / "env.sh")
+        client = read_env_sh(state / "env.sh")
         for var in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "MLFLOW_TRACKING_URI",
                     "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "SEEDLAB_RAY_GCS_ADDRESS"):
             assert client.get(var), f"env.sh does not provide {var}"
@@ -199,8 +128,8 @@ def test_local_cluster_up_check_down():
             ["bash", str(LOCAL / "down.sh"), "--purge"], env=env, capture_output=True, text=True, timeout=180
         )
         print(down.stdout, down.stderr)
-        leftover_ports = _listening(ports)
-        leftover_procs = _processes_mentioning(str(base))
+        leftover_ports = {port for _, (_, port) in listeners().items() if port in ports}
+        leftover_procs = [f"{pid}: {cmd[:200]}" for pid, (_, cmd) in proc_table().items() if str(base) in cmd]
         shutil.rmtree(base, ignore_errors=True)
     assert down.returncode == 0, down.stdout + down.stderr
     assert not leftover_ports, f"still listening after down.sh: {sorted(leftover_ports)}"

@@ -1,0 +1,203 @@
+"""Faults during a sweep on the local cluster (tests/cluster/conftest.py `stack`: head + one worker node,
+one CPU each, MLflow server). Each test runs the real sweep command,
+
+    python sweeps/bert_sizes.py --profile smoke --models tiny --pretrain-seeds 0 --finetune-seeds ...
+
+started directly on this machine with RAY_ADDRESS set to the cluster's GCS address, breaks something from
+outside by PID, and checks the experiment ends with exactly one FINISHED run per grid cell:
+
+a. a trial's worker process is SIGKILLed while it trains: Tune's FailureConfig retries it;
+b. the sweep driver is SIGKILLed after some trials finished: rerunning the command runs only the rest;
+c. the MLflow server is stopped while trials run and restarted ~30 s later: the trials keep their
+   results locally, wait, and log them when it is back (no trial fails, nothing is duplicated);
+d. the worker node's raylet is SIGKILLed while it runs a trial: the trial is rescheduled on the head.
+
+Each takes 1-2.5 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from _stack import (Driver, alive, descendants, job_of, kept_results, proc_table, smoke_cells, stack_of,
+                    summarize_runs, trial_cell, training, unique, wait_for)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.faults]
+
+SMOKE = ["--profile", "smoke", "--models", "tiny", "--pretrain-seeds", "0"]
+
+
+def _start(stack, tmp_path, experiment: str, seeds: tuple[int, ...], name: str = "driver") -> tuple[Driver, str]:
+    driver = Driver(stack, [*SMOKE, "--finetune-seeds", ",".join(map(str, seeds)), "--experiment", experiment],
+                    tmp_path / f"{name}.log")
+    def connected():
+        assert driver.proc.poll() is None, f"the sweep driver exited early:\n{driver.output[-4000:]}"
+        return job_of(stack, driver.proc.pid)
+
+    return driver, wait_for("the sweep driver to connect to the cluster", connected, 180, every=2)
+
+
+# The smoke profile pretrains its tiny seed family first (a `run_pretrain_trial`, in the experiment
+# `<experiment>-pretrain`); the helpers below look at the fine-tuning trials (`run_trial`) only.
+
+
+def _alive_trials(stack, job: str, node_id: str | None = None) -> list[dict]:
+    return [a for a in stack.trial_actors("ALIVE")
+            if a["job_id"] == job and (node_id is None or a["node_id"] == node_id) and a.get("pid")]
+
+
+def _assert_one_finished_run_per_cell(stack, experiment: str, cells: dict[str, str]) -> dict:
+    runs = stack.runs(experiment)
+    summary = summarize_runs(runs)
+    assert summary["by_name"] == {name: ["FINISHED"] for name in cells}, summary["by_name"]
+    assert {key: len(names) for key, names in summary["finished_keys"].items()} == {k: 1 for k in cells.values()}
+    return {_tags(r)["mlflow.runName"]: r for r in runs}
+
+
+def _tags(run: dict) -> dict:
+    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+
+def test_a_trial_killed_mid_training_is_retried(stack, tmp_path):
+    experiment, cells = unique("fault-trial-killed"), smoke_cells((0, 1))
+    driver, job = _start(stack, tmp_path, experiment, (0, 1))
+    worker_node = stack.nodes()["worker"]["node_id"]
+    victim = wait_for("a trial on the worker node", lambda: _alive_trials(stack, job, worker_node), 300)[0]
+    pid = victim["pid"]
+    assert pid in descendants(stack.pid("ray-worker-1")), "the trial process is not one of this stack's"
+    cell = trial_cell(pid)
+    wait_for(f"trial {cell} (pid {pid}) to train", lambda: training(pid), 180, every=0.3)
+    training_seen = time.time()
+    time.sleep(1.0)
+    frames = stack_of(pid)
+    assert "finetune" in frames, f"the trial left its training loop within a second:\n{frames}"
+    os.kill(pid, signal.SIGKILL)  # mid-training: its stack showed seedlab.finetune.finetune a moment ago
+    killed = time.time()
+    assert "View run" not in stack.worker_log(pid, "out"), "the trial had already logged its run"
+
+    assert driver.wait(300) == 0, driver.output[-5000:]
+    assert "finished: 2 trials logged, 0 failed" in driver.output
+    runs = _assert_one_finished_run_per_cell(stack, experiment, cells)
+    trials = stack.trial_actors()
+    mine = [a for a in trials if a["job_id"] == job]
+    assert len(mine) == 3, f"expected 2 trials + 1 retry, got {len(mine)} trial actors"
+    assert not alive(pid)
+    trained = float({m["key"]: m["value"] for m in runs[cell]["data"]["metrics"]}["time_train_s"])
+    print(f"\n[fault a] killed {cell} {killed - training_seen:.1f}s into its training loop; the retry trained "
+          f"{trained:.1f}s and logged; driver took {time.time() - driver.started:.0f}s")
+
+
+def test_b_driver_killed_mid_sweep_then_rerun_finishes_only_the_rest(stack, tmp_path):
+    experiment, seeds = unique("fault-driver-killed"), (0, 1, 2, 3)
+    cells = smoke_cells(seeds)
+    driver, job = _start(stack, tmp_path, experiment, seeds)
+    wait_for("2 of 4 trials to finish", lambda: re.search(r"done [23]/4", driver.output), 300)
+    driver.kill(signal.SIGKILL)
+    killed_at = time.time()
+    # Its trials die with it (Ray kills the actors of a dead driver).
+    wait_for("the killed driver's trials to stop", lambda: not _alive_trials(stack, job), 120, every=2)
+    before = {n: r["info"]["run_id"] for n, r in _finished(stack, experiment).items()}
+    assert 2 <= len(before) < 4, before
+
+    rerun, job2 = _start(stack, tmp_path, experiment, seeds, name="rerun")
+    assert rerun.wait(300) == 0, rerun.output[-5000:]
+    assert f"4 cells, {len(before)} already finished, {4 - len(before)} to run" in rerun.output
+    runs = _assert_one_finished_run_per_cell(stack, experiment, cells)
+    assert {n: runs[n]["info"]["run_id"] for n in before} == before, "a finished cell was run again"
+    assert len([a for a in stack.trial_actors() if a["job_id"] == job2]) == 4 - len(before)
+    print(f"\n[fault b] driver killed after {killed_at - driver.started:.0f}s with {len(before)} runs logged; "
+          f"the rerun ran {4 - len(before)} in {time.time() - rerun.started:.0f}s")
+
+
+def _finished(stack, experiment: str) -> dict[str, dict]:
+    out = {}
+    for r in stack.runs(experiment):
+        if r["info"]["status"] == "FINISHED":
+            out[_tags(r)["mlflow.runName"]] = r
+    return out
+
+
+def test_c_tracking_server_down_during_trials(stack, tmp_path):
+    experiment, cells = unique("fault-mlflow-down"), smoke_cells((0, 1))
+    driver, job = _start(stack, tmp_path, experiment, (0, 1))
+    trials = wait_for("both trials to start", lambda: len(t := _alive_trials(stack, job)) == 2 and t, 300)
+    pids = [t["pid"] for t in trials]
+    # Stop the server once both trials have been seen training: past their skip check and the checkpoint
+    # download (both talk to the server), with only compute left before they log.
+    seen: set[int] = set()
+
+    def both_seen_training():
+        seen.update(p for p in pids if p not in seen and training(p))
+        return len(seen) == 2
+
+    wait_for("both trials to train", both_seen_training, 300, every=0.3)
+    logged_before = set(summarize_runs(stack.runs(experiment))["by_name"])
+    mlflow = stack.pid("mlflow")
+    os.killpg(mlflow, signal.SIGTERM)  # the server leads its own process group (up.sh starts it under setsid)
+    wait_for("the MLflow server to stop", lambda: not alive(mlflow) and not stack.mlflow_healthy(), 60, every=0.5)
+    down_at = time.time()
+    caught = {name: key for name, key in cells.items() if name not in logged_before}
+    assert caught, "both trials logged before the server went down"
+    # The trials finish computing while the server is down: their results are written locally, and they
+    # wait for the server (no trial fails, the driver keeps running).
+    wait_for("the trials to keep their results locally",
+             lambda: all(kept_results(k, since=down_at) for k in caught.values()), 240, every=1)
+    kept = [str(kept_results(k, since=down_at)[0]) for k in caught.values()]
+    time.sleep(max(0.0, down_at + 30 - time.time()))
+    assert all(alive(p) for p in pids), "a trial process died while the server was down"
+    assert driver.proc.poll() is None, driver.output[-3000:]
+    outage = time.time() - down_at
+    stack.up()  # restarts only what is down: the MLflow server
+    up_at = time.time()
+    assert stack.mlflow_healthy()
+
+    assert driver.wait(300) == 0, driver.output[-5000:]
+    assert "finished: 2 trials logged, 0 failed" in driver.output
+    runs = _assert_one_finished_run_per_cell(stack, experiment, cells)
+    assert len([a for a in stack.trial_actors() if a["job_id"] == job]) == 2, "a trial was retried"
+    for name in caught:
+        created = int(runs[name]["info"]["start_time"]) / 1000
+        assert down_at < created < up_at, f"{name} was not created while the server was down"
+    print(f"\n[fault c] MLflow down {outage:.0f}s (+{up_at - down_at - outage:.0f}s restart) while "
+          f"{len(caught)} trial(s) finished computing; they kept {kept} and logged after it came back; "
+          f"driver took {time.time() - driver.started:.0f}s")
+
+
+def test_d_worker_node_lost_mid_trial(stack, tmp_path):
+    experiment, cells = unique("fault-node-lost"), smoke_cells((0, 1))
+    nodes = stack.nodes()
+    worker_node, head_node = nodes["worker"]["node_id"], nodes["head"]["node_id"]
+    driver, job = _start(stack, tmp_path, experiment, (0, 1))
+    try:
+        victim = wait_for("a trial on the worker node", lambda: _alive_trials(stack, job, worker_node), 300)[0]
+        wait_for("it to train", lambda: training(victim["pid"]), 180, every=0.5)
+        node_root = stack.pid("ray-worker-1")
+        table = proc_table()
+        raylets = [p for p in descendants(node_root, table) if "/ray/raylet/raylet " in table[p][1]]
+        assert len(raylets) == 1, raylets
+        os.kill(raylets[0], signal.SIGKILL)
+        lost_at = time.time()
+
+        assert driver.wait(300) == 0, driver.output[-5000:]
+        assert "finished: 2 trials logged, 0 failed" in driver.output
+        _assert_one_finished_run_per_cell(stack, experiment, cells)
+        assert not alive(victim["pid"])
+        states = {n["node_id"]: n["state"] for n in stack.ray_list("nodes")}
+        assert states[worker_node] == "DEAD"
+        mine = [a for a in stack.trial_actors() if a["job_id"] == job]
+        assert len(mine) == 3, f"expected 2 trials + 1 rescheduled, got {len(mine)}"
+        retry = [a for a in mine if a["node_id"] != worker_node and a["actor_id"] != victim["actor_id"]]
+        assert all(a["node_id"] == head_node for a in retry)
+        print(f"\n[fault d] worker raylet killed {lost_at - driver.started:.0f}s into the sweep; it finished "
+              f"{time.time() - lost_at:.0f}s later with the trial rescheduled on the head")
+    finally:
+        driver.kill()
+        # Bring the worker node back for whatever runs next (up.sh starts what is not running).
+        stack.script("stop_pid ray-worker-1 30")
+        stack.up()
+        assert len(stack.nodes()) == 2
