@@ -20,7 +20,7 @@ def _analyze(args) -> int:
 
     report = Path(args.report or f"seedlab-report-{slug(args.experiment)}.html")
     # fail before the (possibly long) loading, and never leave a half-written file
-    for flag, target in (("--json", args.json), ("--report", report)):
+    for flag, target in (("--json", args.json), ("--report", report), ("--figures", args.figures)):
         if target:
             parent = Path(target).expanduser().resolve().parent
             if not parent.is_dir():
@@ -45,6 +45,15 @@ def _analyze(args) -> int:
     with tempfile.TemporaryDirectory(prefix="seedlab-figures-") as figures:
         write_report(result, report, figures_dir=figures)
         print(f"Report written to {report}")
+        if args.figures:  # the report's figures as PNG files, e.g. for a results page in docs/
+            import shutil
+
+            target = Path(args.figures)
+            target.mkdir(exist_ok=True)
+            pngs = sorted(Path(figures).glob("*.png"))
+            for png in pngs:
+                shutil.copy2(png, target / png.name)
+            print(f"{len(pngs)} figures written to {target}/")
         if not args.no_log:
             from seedlab.analysis.publish import publish_analysis
 
@@ -81,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else ./mlruns")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     p.add_argument("--report", metavar="PATH", help="HTML report (default: ./seedlab-report-<experiment>.html)")
+    p.add_argument("--figures", metavar="DIR", help="also write the report's figures as PNG files into DIR")
     p.add_argument("--no-log", action="store_true", help="do not log the analysis to MLflow as a run named 'analysis'")
     p.add_argument("--compare", nargs=2, metavar=("BASELINE", "INTERVENTION"),
                    help="Multi-Bootstrap comparison of two models (difference = intervention - baseline)")

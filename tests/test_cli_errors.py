@@ -89,6 +89,9 @@ def test_analyze_rejects_bad_options(store, tmp_path):
     proc = run([sys.executable, "-m", "seedlab.cli", "analyze", "--experiment", "empty", "--tracking-uri", store,
                 "--json", str(tmp_path / "no" / "such" / "dir.json")], cwd=tmp_path)
     assert_one_line_error(proc, "--json directory")
+    proc = run([sys.executable, "-m", "seedlab.cli", "analyze", "--experiment", "empty", "--tracking-uri", store,
+                "--figures", str(tmp_path / "no" / "such" / "figures")], cwd=tmp_path)
+    assert_one_line_error(proc, "--figures directory")
 
 
 def test_analyze_names_declared_cells_without_a_finished_run(tmp_path):
@@ -114,7 +117,10 @@ def test_analyze_names_declared_cells_without_a_finished_run(tmp_path):
     assert loaded.missing_cells == ["sst2/tiny/p1/f0"]
     assert loaded.unfinished == ["sst2/tiny/p1/f0 (FAILED)"]
     proc = run([sys.executable, "-m", "seedlab.cli", "analyze", "--experiment", "partial", "--tracking-uri", uri,
-                "--no-log", "--report", str(tmp_path / "r.html")], cwd=tmp_path)
+                "--no-log", "--report", str(tmp_path / "r.html"), "--figures", str(tmp_path / "figures")], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    pngs = sorted((tmp_path / "figures").glob("*.png"))
+    assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert f"{len(pngs)} figures written to" in proc.stdout
     assert "incomplete design: 1 declared grid cell(s) have no FINISHED run: sst2/tiny/p1/f0" in proc.stdout
     assert "sst2/tiny/p1/f0 (FAILED)" in proc.stdout
