@@ -36,6 +36,8 @@ class SweepSpec:
     finetune_seeds: tuple[int, ...]
     methods: tuple[str, ...] = ("standard",)  # mitigation methods (seedlab.mitigation.METHODS)
     hparams: dict = field(default_factory=dict)  # Hyperparameters fields
+    # per-model overrides of `hparams`, e.g. {"mini": {"learning_rate": 3e-4}} (Zhong et al. set them per size)
+    model_hparams: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)  # max_train, max_eval, data_seed
     cpus_per_trial: float = 1.0
     gpu_fraction: dict = field(default_factory=lambda: dict(DEFAULT_GPU_FRACTION))  # per model; others: 1.0
@@ -61,10 +63,15 @@ class SweepSpec:
         for seed in (*self.pretrain_seeds, *self.finetune_seeds):
             if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
                 raise SeedlabError(f"invalid seed {seed!r} (valid: non-negative integers)")
-        unknown = set(self.hparams) - set(Hyperparameters.__dataclass_fields__)
-        if unknown:
-            raise SeedlabError(f"unknown hyperparameter(s) {sorted(unknown)} "
-                               f"(valid: {', '.join(Hyperparameters.__dataclass_fields__)})")
+        for model, overrides in self.model_hparams.items():
+            if model not in self.models:
+                raise SeedlabError(f"model_hparams names model {model!r}, which the sweep does not run "
+                                   f"(valid: {', '.join(self.models)})")
+        for hparams in (self.hparams, *self.model_hparams.values()):
+            unknown = set(hparams) - set(Hyperparameters.__dataclass_fields__)
+            if unknown:
+                raise SeedlabError(f"unknown hyperparameter(s) {sorted(unknown)} "
+                                   f"(valid: {', '.join(Hyperparameters.__dataclass_fields__)})")
         if self.cpus_per_trial <= 0 or self.max_failures < 0:
             raise SeedlabError("cpus_per_trial must be > 0 and max_failures >= 0")
         if self.tuning is not None:
@@ -83,6 +90,10 @@ class SweepSpec:
 
         return pretrain_config(model, pretrain_seed, self.pretrain).key()
 
+    def hparams_for(self, model: str) -> dict:
+        """The profile's hyperparameters for one model: `hparams` with its `model_hparams` overrides."""
+        return {**self.hparams, **self.model_hparams.get(model, {})}
+
     def cells(self, choices: dict | None = None) -> list[dict]:
         """The grid. `choices`: {(task, model): TuningChoice} from a tuning stage, whose hyperparameters
         replace the profile's for that (task, model)."""
@@ -91,7 +102,7 @@ class SweepSpec:
         for t in self.tasks:
             for m in self.models:
                 choice = choices.get((t, m))
-                hparams = dict(choice.hparams) if choice else dict(self.hparams)
+                hparams = dict(choice.hparams) if choice else self.hparams_for(m)
                 for k in self.methods:  # one tuning choice per (task, model), shared by its methods
                     for p in self.pretrain_seeds:
                         for f in self.finetune_seeds:
@@ -157,7 +168,7 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
 
         for t in spec.tasks:
             for m in spec.models:
-                found = find_choice(spec.tuning, t, m, spec.hparams, spec.data, spec.pretrained, store, experiment_id)
+                found = find_choice(spec.tuning, t, m, spec.hparams_for(m), spec.data, spec.pretrained, store, experiment_id)
                 if found:
                     choices[(t, m)] = found
                     print(f"[{spec.name}] tuning {t}/{m}: reusing the finished choice {found.hparams}", file=out)
@@ -184,13 +195,15 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
               "methods": ",".join(spec.methods),
               "pretrain_seeds": ",".join(map(str, spec.pretrain_seeds)),
               "finetune_seeds": ",".join(map(str, spec.finetune_seeds)), "cells": len(spec.cells()), "use_gpu": use_gpu,
-              **{f"hp_{k}": v for k, v in spec.hparams.items()}, **{f"data_{k}": v for k, v in spec.data.items()}}
+              **{f"hp_{k}": v for k, v in spec.hparams.items()},
+              **{f"hp_{m}_{k}": v for m, o in spec.model_hparams.items() for k, v in o.items()},
+              **{f"data_{k}": v for k, v in spec.data.items()}}
     parent = start_sweep_run(store, experiment_id, spec.name, params)
     if pending:
         from seedlab.tuning import tune_hyperparameters
 
         for t, m in pending:
-            choices[(t, m)] = tune_hyperparameters(spec.tuning, t, m, spec.hparams, spec.data, spec.pretrained, store,
+            choices[(t, m)] = tune_hyperparameters(spec.tuning, t, m, spec.hparams_for(m), spec.data, spec.pretrained, store,
                                                    experiment_id, uri, spec.name, parent, spec.resources(use_gpu), out,
                                                    pretrain_key=spec.pretrain_key(m, spec.pretrain_seeds[0]))
         cells = spec.cells(choices)

@@ -1,3 +1,5 @@
+import pytest
+
 from seedlab.seeds import derive_seed, trial_seeds
 from seedlab.trial import resolve_cell, run_name, trial_key
 
@@ -28,3 +30,24 @@ def test_trial_key_is_canonical_and_sensitive():
     assert trial_key(CELL) != trial_key({**CELL, "data": {"max_train": 10}})
     assert resolve_cell(CELL)["hparams"]["batch_size"] == 16
     assert run_name(CELL) == "sst2/tiny/p1/f2"
+
+
+
+def test_model_hparams_override_the_profile_per_model_and_enter_the_trial_key():
+    from seedlab.errors import SeedlabError
+    from seedlab.sweep import SweepSpec
+
+    base = dict(name="s", tasks=("sst2",), models=("tiny", "mini"), pretrain_seeds=(0,), finetune_seeds=(0,),
+                hparams={"learning_rate": 1e-3, "epochs": 2})
+    plain = SweepSpec(**base)
+    tuned = SweepSpec(**base, model_hparams={"mini": {"learning_rate": 3e-4}})
+    tuned.validate()
+    assert {c["model"]: c["hparams"]["learning_rate"] for c in tuned.cells()} == {"tiny": 1e-3, "mini": 3e-4}
+    assert all(c["hparams"]["epochs"] == 2 for c in tuned.cells())  # the rest of `hparams` is kept
+    plain_keys = {c["model"]: trial_key(c) for c in plain.cells()}
+    tuned_keys = {c["model"]: trial_key(c) for c in tuned.cells()}
+    assert tuned_keys["tiny"] == plain_keys["tiny"] and tuned_keys["mini"] != plain_keys["mini"]
+    with pytest.raises(SeedlabError, match="model_hparams names model 'small'"):
+        SweepSpec(**base, model_hparams={"small": {"learning_rate": 3e-4}}).validate()
+    with pytest.raises(SeedlabError, match=r"unknown hyperparameter\(s\) \['lr'\]"):
+        SweepSpec(**base, model_hparams={"mini": {"lr": 3e-4}}).validate()
