@@ -188,17 +188,19 @@ def representation_section(table: RunTable, reps: dict) -> dict:
 
 
 def condition_table(table: RunTable) -> RunTable:
-    """One 'model' per condition: when runs differ in mitigation method or hyperparameter config, every
-    (model, method, config) becomes its own row label (e.g. `mini/mixout`), so each per-model section
-    compares like with like. A single-condition table comes back unchanged."""
+    """One 'model' per condition: when runs differ in mitigation method or one model's runs differ in
+    hyperparameter config, every (model, method, config) becomes its own row label (e.g. `mini/mixout`,
+    `mini/hp-3bb9ee50`), so each per-model section compares like with like. Configs that differ only between
+    models (a per-size learning rate) keep the plain model names. A single-condition table comes back unchanged."""
     from dataclasses import replace
 
     methods = table.methods_per_run()
     configs = table.hp_config if table.hp_config is not None else np.full(table.n_runs, "")
-    if len(set(methods)) <= 1 and len(set(configs)) <= 1:
+    configs_vary = any(len(set(configs[table.model == m])) > 1 for m in set(table.model))
+    if len(set(methods)) <= 1 and not configs_vary:
         return table
     labels = [m if meth == "standard" and len(set(methods)) <= 1 else f"{m}/{meth}" for m, meth in zip(table.model, methods)]
-    if len(set(configs)) > 1:
+    if configs_vary:
         labels = [f"{label}/hp-{c}" for label, c in zip(labels, configs)]
     return replace(table, model=np.asarray(labels), method=None, hp_config=None)
 
@@ -222,9 +224,11 @@ def design_sections(table: RunTable, metric: str, options: AnalysisOptions) -> d
                                                             rng_seed=options.seed).as_dict()
                 except ValueError as exc:
                     out["methods"][model] = {"unavailable": str(exc)}
-    if table.hp_config is not None and len(table.hp_configs()) >= 2:
+    tuned = [] if table.hp_config is None else [  # models whose runs span several configs
+        m for m in model_order(table.models()) if len(set(table.hp_config[table.model == m])) >= 2]
+    if tuned:
         out["variance_attribution"] = {}
-        for model in model_order(table.models()):
+        for model in tuned:
             rows = table.model == model
             try:
                 out["variance_attribution"][model] = variance_components(

@@ -155,10 +155,11 @@ def _design(t: dict) -> list[str]:
     em = t.get("expected_max") or {}
     if em:
         out += ["", f"-- expected best {t['metrics'][0]} of n trials (Dodge et al.) --"]
+        picks = [n for n in (1, 2, 5, 10) if any(n <= e["N"] for e in em.values())]
         rows = []
         for label, e in em.items():
-            picks = [n for n in (1, 2, 5, 10) if n <= e["N"]]
-            rows.append([label, *(f"n={n}: {_fmt(e['expected_max'][n - 1])}" for n in picks)])
-        width = max(len(r) for r in rows)
-        out += _table(["condition", *[""] * (width - 1)], [r + [""] * (width - len(r)) for r in rows])
+            cells = [f"{_fmt(e['expected_max'][n - 1])} [{_fmt(e['ci_low'][n - 1])}, {_fmt(e['ci_high'][n - 1])}]"
+                     if n <= e["N"] else "" for n in picks]
+            rows.append([label, str(e["N"]), *cells])
+        out += _table(["condition", "N runs", *(f"n={n} [95% CI]" for n in picks)], rows)
     return out
