@@ -129,12 +129,14 @@ def test_report_is_self_contained_with_every_section_and_a_table_per_figure(writ
     # every section of the task, and the headline
     assert "headline" in page.ids and "task-sst2" in page.ids
     for name, title, _, _ in SECTIONS:
-        assert f"sst2-{name}" in page.ids, name
+        if name != "methods":  # one mitigation method here: no methods section
+            assert f"sst2-{name}" in page.ids, name
+    assert "sst2-methods" not in page.ids
     assert "not available" not in text and "could not be drawn" not in text
 
     # one figure per section that has one (instability is a table), each with its table(s)
     expected = {f"sst2-{n}" for n in ("distributions", "agreement", "instance-accuracy", "decay", "noise",
-                                      "representations", "multibootstrap")}
+                                      "representations", "multibootstrap", "expected-max")}
     assert set(page.figures) == expected
     assert all(page.tables_per_figure.get(key, 0) >= 1 for key in page.figures), page.tables_per_figure
     assert sorted(p.stem for p in figures.glob("*.png")) == sorted(expected)
@@ -164,7 +166,7 @@ def test_report_tables_carry_the_plotted_numbers(full_result, written):
 def test_report_handles_missing_sections(full_result, tmp_path):
     result = copy.deepcopy(full_result)
     t = result["tasks"]["sst2"]
-    for key in ("zhong", "multibootstrap", "representations"):
+    for key in ("zhong", "multibootstrap", "representations", "expected_max"):
         t.pop(key)
     for m in t["models"].values():
         m.pop("agreement_matrix")
@@ -181,7 +183,7 @@ def test_report_handles_missing_sections(full_result, tmp_path):
     assert "could not be drawn" not in text
     for task in ("sst2", "stsb"):
         for name, _, _, _ in SECTIONS:
-            assert f"{task}-{name}" in page.ids
+            assert (f"{task}-{name}" in page.ids) == (name != "methods")
     assert set(page.figures) == {"sst2-distributions", "stsb-distributions"}
     reasons = re.findall(r'class="unavailable">([^<]*)', text)
     assert any("agreement_matrix" in r for r in reasons)
@@ -193,6 +195,26 @@ def test_report_handles_missing_sections(full_result, tmp_path):
     empty = {"schema": SCHEMA, "experiment": "e", "tracking_uri": "x", "runs": {"by_status": {}}, "tasks": {}}
     text, page = parse(write_report(empty, tmp_path / "empty.html"))
     assert "headline" in page.ids and "not available: the result has no task" in text
+
+
+def test_mitigation_methods_get_a_figure_with_their_intervals_and_ranking_agreement(tmp_path):
+    from dataclasses import replace
+
+    table, _ = simulate_experiment(n_models=3, model_names=["standard", "mixout", "llrd"], P=1, F=5, m=80, rng=4,
+                                   task="rte")
+    table = replace(table, method=table.model, model=np.full(table.n_runs, "tiny"))  # 3 methods of one model
+    task = analyze_table("rte", table, AnalysisOptions(n_bootstrap=40, decay_bootstrap=10, seed=0))
+    result = _jsonable({"schema": SCHEMA, "experiment": "methods", "tracking_uri": "x",
+                        "runs": {"by_status": {"FINISHED": table.n_runs}}, "tasks": {"rte": task}})
+    text, page = parse(write_report(result, tmp_path / "r.html", figures_dir=tmp_path / "figures"))
+    assert {"rte-methods-tiny", "rte-expected-max"} <= set(page.figures)
+    assert page.tables_per_figure["rte-methods-tiny"] == 2  # measures with intervals and ranks; Kendall tau
+    c = result["tasks"]["rte"]["methods"]["tiny"]
+    assert f"{c['bootstrap']['intervals']['mixout']['pd']['ci_high']:.4f}" in text
+    assert f"{c['ranking_agreement']['tau'][0][1]:.4f}" in text
+    curve = result["tasks"]["rte"]["expected_max"]["tiny/llrd"]
+    assert f"{curve['expected_max'][1]:.4f}" in text
+    assert (tmp_path / "figures" / "rte-methods-tiny.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_single_model_task_says_why_pairs_are_missing(tmp_path):

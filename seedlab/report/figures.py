@@ -650,6 +650,93 @@ def multibootstrap_intervals(task: str, t: dict) -> list:
 
 
 # --------------------------------------------------------------------------------------------------
+# mitigation methods (Du & Nguyen 2023) and expected best score (Dodge et al. 2019)
+# --------------------------------------------------------------------------------------------------
+
+MEASURE_TITLES = {"sd": "SD of the metric", "pd": "PD (pairwise disagreement)", "jsd": "JSD (nats)",
+                  "one_minus_fleiss_kappa": "1 \u2212 Fleiss \u03ba"}
+
+
+def method_instability(task: str, t: dict) -> list:
+    title = "Mitigation methods compared"
+    if not t.get("methods"):
+        return []  # a single mitigation method: no section
+    per_model = {m: c for m, c in t["methods"].items() if "values" in c}
+    if not per_model:
+        return [Unavailable(title, "; ".join(f"{m}: {c['unavailable']}" for m, c in t["methods"].items()))]
+    out = []
+    for model, c in per_model.items():
+        methods, measures, ci = c["methods"], c["measures"], c["bootstrap"]["intervals"]
+
+        def draw(c=c, methods=methods, measures=measures, ci=ci):
+            rows, cols = _grid(len(measures), max_cols=4)
+            fig = _figure(2.6 * cols + 0.8, 0.35 * len(methods) * rows + 1.2 * rows)
+            axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+            for ax, measure in zip(axes, measures):
+                for i, method in enumerate(methods):
+                    iv = ci[method][measure]
+                    ax.plot([iv["ci_low"], iv["ci_high"]], [i, i], color=colour(i), lw=2.2, solid_capstyle="butt")
+                    ax.plot([iv["point"]], [i], "o", color=colour(i), ms=5)
+                    ax.annotate(f"#{int(c['ranks'][measure][method])}", (iv["point"], i), xytext=(0, 5),
+                                textcoords="offset points", ha="center", fontsize=7)
+                _model_ticks(ax, methods, axis="y")
+                ax.invert_yaxis()
+                ax.set_title(MEASURE_TITLES.get(measure, measure))
+                ax.set_xlabel("instability (lower = more stable)")
+                ax.grid(axis="y", visible=False)
+            for ax in axes[len(measures):]:
+                ax.set_visible(False)
+            return fig
+
+        rows = tuple((method, *(x for measure in measures for x in (c["values"][method][measure],
+                                                                   ci[method][measure]["ci_low"],
+                                                                   ci[method][measure]["ci_high"],
+                                                                   int(c["ranks"][measure][method]))))
+                     for method in methods)
+        header = ("method", *(h for measure in measures for h in (measure, "95% low", "95% high", "rank")))
+        tau = c["ranking_agreement"]
+        tau_rows = tuple((a, *(tau["tau"][i][j] for j in range(len(tau["measures"])))) for i, a in enumerate(tau["measures"]))
+        tables = [Table(header, rows, f"{model}: each measure on {c['k']} runs per method (equal seed counts); "
+                                      f"bootstrap over seeds without self-pairs, B = {c['bootstrap']['n_boot']}; "
+                                      "rank 1 = most stable."),
+                  Table(("Kendall \u03c4", *tau["measures"]), tau_rows,
+                        "Agreement of the methods' rankings under each pair of measures.")]
+        caption = (f"{model}: instability of each mitigation method under Du & Nguyen's measures, point and 95% "
+                   f"bootstrap interval over seeds; the label is the method's rank under that measure.")
+        out.append(_plot(f"{slug(task)}-methods-{slug(model)}", f"{title}: {model}", caption,
+                         f"{task}, {model}: instability by mitigation method", draw, tables))
+    return out
+
+
+def expected_max_curves(task: str, t: dict) -> list:
+    title = "Expected best score of n runs"
+    curves = t.get("expected_max") or {}
+    if not curves:
+        return [Unavailable(title, "no condition has at least 2 runs")]
+    metric = (t.get("metrics") or ["metric"])[0]
+    names = list(curves)
+
+    def draw():
+        fig = _figure(6.0, 3.4)
+        ax = fig.add_subplot()
+        for i, name in enumerate(names):
+            e = curves[name]
+            ax.fill_between(e["n"], e["ci_low"], e["ci_high"], color=colour(i), alpha=0.15, lw=0)
+            ax.plot(e["n"], e["expected_max"], "-o", color=colour(i), ms=3, label=short(name))
+        ax.set_xlabel("n (runs tried)")
+        ax.set_ylabel(f"expected best {METRIC_LABELS.get(metric, metric)}")
+        ax.legend(loc="lower right")
+        return fig
+
+    rows = tuple((name, e["N"], *(e["expected_max"][n - 1] if n <= len(e["expected_max"]) else None for n in (1, 2, 5, 10)))
+                 for name, e in curves.items())
+    caption = (f"Dodge et al. (2019): the expected maximum of {metric} over n runs drawn from the N observed ones "
+               f"(with replacement), with a 95% bootstrap band. {t.get('expected_max_note', '')}")
+    return [_plot(f"{slug(task)}-expected-max", title, caption, f"{task}: expected best {metric} of n runs", draw,
+                  [Table(("condition", "N runs", "n=1", "n=2", "n=5", "n=10"), rows, "Expected best score.")])]
+
+
+# --------------------------------------------------------------------------------------------------
 # instability table (no figure)
 # --------------------------------------------------------------------------------------------------
 
@@ -693,6 +780,11 @@ SECTIONS = (
      "How far apart the hidden states of runs are, layer by layer (Du & Nguyen 2023).", representation_curves),
     ("multibootstrap", "Multi-Bootstrap comparisons",
      "Intervals that account for both seed and example variation (Sellam et al. 2022).", multibootstrap_intervals),
+    ("methods", "Mitigation methods compared",
+     "Which method is most stable, under each instability measure, on equal seed counts (Du & Nguyen 2023)?",
+     method_instability),
+    ("expected-max", "Expected best score of n runs",
+     "How much trying more seeds or configurations buys (Dodge et al. 2019).", expected_max_curves),
 )
 
 
@@ -704,6 +796,8 @@ def task_sections(task: str, t: dict) -> list[Section]:
             items = build(task, t)
         except Exception as exc:  # noqa: BLE001 - one malformed part must not lose the whole report
             items = [Unavailable(title, f"could not be drawn from this result ({type(exc).__name__}: {exc})")]
+        if not items:  # the section does not apply to this experiment (e.g. methods with one method)
+            continue
         out.append(Section(f"{slug(task)}-{name}", title, intro, items))
     return out
 
