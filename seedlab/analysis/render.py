@@ -100,13 +100,17 @@ def _zhong(t: dict) -> list[str]:
         out += _table(["from", "to", "raw max", "bias-corrected", "at t", "Fisher+BH"], rows)
         caveats = {d["caveat"] for d in z["decay"] if d.get("caveat")}
         out += [f"  note: {c}" for c in caveats]
+    unavailable: dict[str, list[str]] = {}  # one line per reason, not one per model triple
     for mo in z["momentum"]:
         sizes = " -> ".join(mo["sizes"])
         if "unavailable" in mo:
-            out.append(f"momentum {sizes}: {mo['unavailable']}")
+            unavailable.setdefault(mo["unavailable"], []).append(sizes)
         else:
             out.append(f"momentum {sizes}: bucket-weighted Pearson {_fmt(mo['weighted_pearson'])}, "
                        f"Spearman {_fmt(mo['weighted_spearman'])} (independent seed halves of the middle model)")
+    for reason, triples in unavailable.items():
+        which = triples[0] if len(triples) == 1 else f"{len(triples)} model triples"
+        out.append(f"momentum ({which}): {reason}")
     return out
 
 
