@@ -401,8 +401,8 @@ def job_of(stack: Stack, driver_pid: int) -> str | None:
     return None
 
 
-def smoke_cells(finetune_seeds: tuple[int, ...]) -> dict[str, str]:
-    """run name -> trial key of `sweeps/bert_sizes.py --profile smoke --models tiny --pretrain-seeds 0
+def smoke_cells(finetune_seeds: tuple[int, ...], model: str = "tiny") -> dict[str, str]:
+    """run name -> trial key of `sweeps/bert_sizes.py --profile smoke --models <model> --pretrain-seeds 0
     --finetune-seeds ...`, computed with seedlab's own functions from the sweep file's profile."""
     import runpy
     from dataclasses import replace
@@ -410,7 +410,7 @@ def smoke_cells(finetune_seeds: tuple[int, ...]) -> dict[str, str]:
     from seedlab.trial import run_name, trial_key
 
     profiles = runpy.run_path(str(REPO / "sweeps" / "bert_sizes.py"), run_name="bert_sizes")["PROFILES"]
-    spec = replace(profiles["smoke"], models=("tiny",), pretrain_seeds=(0,), finetune_seeds=finetune_seeds)
+    spec = replace(profiles["smoke"], models=(model,), pretrain_seeds=(0,), finetune_seeds=finetune_seeds)
     return {run_name(c): trial_key(c) for c in spec.cells()}
 
 

@@ -1,7 +1,7 @@
 """Faults during a sweep on the local cluster (tests/cluster/conftest.py `stack`: head + one worker node,
 one CPU each, MLflow server). Each test runs the real sweep command,
 
-    python sweeps/bert_sizes.py --profile smoke --models tiny --pretrain-seeds 0 --finetune-seeds ...
+    python sweeps/bert_sizes.py --profile smoke --models mini --pretrain-seeds 0 --finetune-seeds ...
 
 started directly on this machine with RAY_ADDRESS set to the cluster's GCS address, breaks something from
 outside by PID, and checks the experiment ends with exactly one FINISHED run per grid cell:
@@ -12,7 +12,7 @@ c. the MLflow server is stopped while trials run and restarted ~30 s later: the 
    results locally, wait, and log them when it is back (no trial fails, nothing is duplicated);
 d. the worker node's raylet is SIGKILLed while it runs a trial: the trial is rescheduled on the head.
 
-Each takes 1-2.5 minutes on 2 cores.
+Each takes 1.5-3 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ from _stack import (Driver, alive, descendants, job_of, kept_results, proc_table
 
 pytestmark = [pytest.mark.cluster, pytest.mark.faults]
 
-SMOKE = ["--profile", "smoke", "--models", "tiny", "--pretrain-seeds", "0"]
+# mini, not tiny: a tiny smoke trial trains for ~8 s, and in a clean CI run the test's polls (each a `ray list`
+# call) missed a trial on the worker node that had started and finished in between; mini trains for ~45 s.
+MODEL = "mini"
+SMOKE = ["--profile", "smoke", "--models", MODEL, "--pretrain-seeds", "0"]
 
 
 def _start(stack, tmp_path, experiment: str, seeds: tuple[int, ...], name: str = "driver") -> tuple[Driver, str]:
@@ -42,7 +45,7 @@ def _start(stack, tmp_path, experiment: str, seeds: tuple[int, ...], name: str =
     return driver, wait_for("the sweep driver to connect to the cluster", connected, 180, every=2)
 
 
-# The smoke profile pretrains its tiny seed family first (a `run_pretrain_trial`, in the experiment
+# The smoke profile pretrains its mini seed family first (a `run_pretrain_trial`, in the experiment
 # `<experiment>-pretrain`); the helpers below look at the fine-tuning trials (`run_trial`) only.
 
 
@@ -64,7 +67,7 @@ def _tags(run: dict) -> dict:
 
 
 def test_a_trial_killed_mid_training_is_retried(stack, tmp_path):
-    experiment, cells = unique("fault-trial-killed"), smoke_cells((0, 1))
+    experiment, cells = unique("fault-trial-killed"), smoke_cells((0, 1), MODEL)
     driver, job = _start(stack, tmp_path, experiment, (0, 1))
     worker_node = stack.nodes()["worker"]["node_id"]
     victim = wait_for("a trial on the worker node", lambda: _alive_trials(stack, job, worker_node), 300)[0]
@@ -94,7 +97,7 @@ def test_a_trial_killed_mid_training_is_retried(stack, tmp_path):
 
 def test_b_driver_killed_mid_sweep_then_rerun_finishes_only_the_rest(stack, tmp_path):
     experiment, seeds = unique("fault-driver-killed"), (0, 1, 2, 3)
-    cells = smoke_cells(seeds)
+    cells = smoke_cells(seeds, MODEL)
     driver, job = _start(stack, tmp_path, experiment, seeds)
     wait_for("2 of 4 trials to finish", lambda: re.search(r"done [23]/4", driver.output), 300)
     driver.kill(signal.SIGKILL)
@@ -123,7 +126,7 @@ def _finished(stack, experiment: str) -> dict[str, dict]:
 
 
 def test_c_tracking_server_down_during_trials(stack, tmp_path):
-    experiment, cells = unique("fault-mlflow-down"), smoke_cells((0, 1))
+    experiment, cells = unique("fault-mlflow-down"), smoke_cells((0, 1), MODEL)
     driver, job = _start(stack, tmp_path, experiment, (0, 1))
     trials = wait_for("both trials to start", lambda: len(t := _alive_trials(stack, job)) == 2 and t, 300)
     pids = [t["pid"] for t in trials]
@@ -169,7 +172,7 @@ def test_c_tracking_server_down_during_trials(stack, tmp_path):
 
 
 def test_d_worker_node_lost_mid_trial(stack, tmp_path):
-    experiment, cells = unique("fault-node-lost"), smoke_cells((0, 1))
+    experiment, cells = unique("fault-node-lost"), smoke_cells((0, 1), MODEL)
     nodes = stack.nodes()
     worker_node, head_node = nodes["worker"]["node_id"], nodes["head"]["node_id"]
     driver, job = _start(stack, tmp_path, experiment, (0, 1))
