@@ -40,9 +40,9 @@ def unpickling_calls(source: str) -> list[str]:
 
 
 def test_the_scan_finds_each_way_to_unpickle():
-    bad = ("import pickle\nfrom joblib import load\nimport torch\ntorch.load('m.pt')\n"
-           "torch.load('m.pt', weights_only=False)\nimport numpy as np\nnp.load('a.npy', allow_pickle=True)\n"
-           "import pandas as pd\npd.read_pickle('x')\n")
+    bad = ("import pickle\nfrom joblib import load\nimport torch\n"
+           "torch.load('m.pt')\ntorch.load('m.pt', weights_only=False)\n"  # without, and with weights_only off
+           "import numpy as np\nnp.load('a.npy', allow_pickle=True)\nimport pandas as pd\npd.read_pickle('x')\n")
     assert len(unpickling_calls(bad)) == 6
     assert unpickling_calls("import torch\ntorch.load('m.pt', weights_only=True)\nimport numpy as np\n"
                             "np.load('a.npy')\n") == []
