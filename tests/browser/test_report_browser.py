@@ -20,7 +20,7 @@ def test_report_renders_in_chromium(analysed_store, new_page, artifacts_dir):
 
     images = page.evaluate("""() => Array.from(document.images).map(i => ({
         alt: i.alt, complete: i.complete, natural: i.naturalWidth, shown: i.getBoundingClientRect().width}))""")
-    assert len(images) >= 8, images  # mnli: 3; sst2: 7 (no representations)
+    assert len(images) >= 10, images  # mnli: 4; sst2: 8 (no representations)
     broken = [i["alt"] for i in images if not (i["complete"] and i["natural"] > 0 and i["shown"] > 0)]
     assert not broken, f"broken images: {broken}"
 
@@ -30,6 +30,9 @@ def test_report_renders_in_chromium(analysed_store, new_page, artifacts_dir):
         assert f"Task {task}" in headings
         for name, title, _, _ in SECTIONS:
             section = page.locator(f"section#{task}-{name} > h3")
+            if name == "methods":  # one mitigation method in this store: the section is left out
+                assert section.count() == 0, task
+                continue
             assert section.count() == 1 and section.inner_text() == title, (task, name)
     # every figure has its table right after it
     missing_tables = page.evaluate("""() => Array.from(document.querySelectorAll('figure.plot')).filter(f => {
