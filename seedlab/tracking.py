@@ -23,6 +23,7 @@ TAG_SWEEP = "seedlab.sweep"
 TAG_TRIAL_KEY = "seedlab.trial_key"
 TAG_GIT = "seedlab.git_commit"
 TAG_VERSION = "seedlab.version"
+TAG_NODE = "seedlab.ray_node_id"  # the Ray node a trial ran on (which machine, when a result looks wrong)
 PARENT_TAG = "mlflow.parentRunId"
 MAX_METRICS_PER_BATCH = 1000  # MLflow's per-request limits
 MAX_PARAMS_PER_BATCH = 100

@@ -136,7 +136,9 @@ def run_trial(config: dict) -> dict:
     """The Ray Tune trainable. `config`: {"cell": ..., "context": {tracking_uri, experiment_id, parent_run_id,
     sweep, git_commit}}. Skips cells already FINISHED in the store (so retries never duplicate a run)."""
     from seedlab.predictions import write_predictions, write_representations
-    from seedlab.tracking import TAG_GIT, TAG_KIND, TAG_SWEEP, TAG_TRIAL_KEY, TAG_VERSION, client, log_run
+    import ray
+
+    from seedlab.tracking import TAG_GIT, TAG_KIND, TAG_NODE, TAG_SWEEP, TAG_TRIAL_KEY, TAG_VERSION, client, log_run
 
     cell, ctx = config["cell"], config["context"]
     key = trial_key(cell)
@@ -163,7 +165,7 @@ def run_trial(config: dict) -> dict:
     metrics += [("train_loss", loss, step) for step, loss in outcome.loss_curve]
     metrics += [(f"time_{k}_s", v, 0) for k, v in outcome.timings.items()]
     tags = {TAG_KIND: "trial", TAG_SWEEP: ctx["sweep"], TAG_TRIAL_KEY: key, TAG_GIT: ctx.get("git_commit", "unknown"),
-            TAG_VERSION: __version__}
+            TAG_VERSION: __version__, TAG_NODE: ray.get_runtime_context().get_node_id()}
     if cell.get("tuning_choice"):
         tags["seedlab.tuning_choice"] = cell["tuning_choice"]  # the tuning run that chose these hyperparameters
     run_id = log_run(store, ctx["experiment_id"], run_name(cell), outcome.params, metrics, tags,

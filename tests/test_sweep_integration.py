@@ -4,6 +4,7 @@ then `seedlab analyze` checked against an independent computation from the parqu
 import io
 import itertools
 import json
+import re
 import subprocess
 import sys
 
@@ -70,6 +71,7 @@ def test_runs_carry_params_metrics_and_tags(sweep):
                      "learning_rate", "batch_size", "epochs", "warmup_ratio", "weight_decay", "max_seq_length"):
             assert name in p, name
         assert {"seedlab.sweep", "seedlab.trial_key", "seedlab.git_commit", "seedlab.version"} <= set(run.data.tags)
+        assert re.fullmatch(r"[0-9a-f]{56}", run.data.tags["seedlab.ray_node_id"])  # the Ray node it ran on
         assert 0.0 <= run.data.metrics["eval_accuracy"] <= 1.0
         curve = client.get_metric_history(run.info.run_id, "train_loss")
         assert len(curve) >= 1 and all(np.isfinite(m.value) for m in curve)

@@ -269,12 +269,6 @@ class Stack:
             out["head" if n["is_head_node"] else "worker"] = n
         return out
 
-    def trial_actors(self, state: str | None = None, trainable: str = "run_trial") -> list[dict]:
-        """Tune trial actors of `trainable` (`run_trial`: fine-tuning; a sweep's pretraining stage runs
-        `run_pretrain_trial` actors first), optionally only those in `state`."""
-        actors = self.ray_list("actors", "class_name=ImplicitFunc")
-        return [a for a in actors if a.get("repr_name") == trainable and (state is None or a["state"] == state)]
-
     def worker_log(self, pid: int, stream: str = "err") -> str:
         """The log Ray keeps of worker process `pid` (stdout: 'out', stderr: 'err'), on whichever node."""
         for path in glob(f"{self.ray_temp_dir}/**/session_latest/logs/worker-*-{pid}.{stream}", recursive=True):
@@ -358,6 +352,13 @@ def stack_of(pid: int) -> str:
 def in_function(pid: int, function: str, module: str) -> bool:
     """Is process `pid` inside `function` of seedlab's `module` (e.g. 'finetune', 'seedlab/finetune.py')?"""
     return bool(re.search(rf"^\s+{function} \(\S*{re.escape(module)}:\d+\)", stack_of(pid), re.M))
+
+
+def trial_processes(node_root: int) -> list[int]:
+    """Live Tune trial processes (`ray::ImplicitFunc...`) of the Ray node started as process `node_root`,
+    read from /proc: immediate, where Ray's state API (`ray list actors`) missed live trials in a loaded run."""
+    table = proc_table()
+    return sorted(p for p in descendants(node_root, table) if table[p][1].startswith("ray::ImplicitFunc"))
 
 
 def training(pid: int) -> bool:
