@@ -121,6 +121,18 @@ def listeners() -> dict[str, tuple[str, int]]:
     return out
 
 
+def stack_leftovers(ports: set[int], base) -> tuple[set[int], list[str]]:
+    """After down.sh: which of the stack's `ports` still listen, and which processes still name its `base` dir."""
+    left_ports = {p for _, (_, p) in listeners().items() if p in ports}
+    left_procs = [f"{pid}: {cmd[:200]}" for pid, (_, cmd) in proc_table().items() if str(base) in cmd]
+    return left_ports, left_procs
+
+
+def assert_nothing_left(left_ports: set[int], left_procs: list[str]) -> None:
+    assert not left_ports, f"still listening after down.sh: {sorted(left_ports)}"
+    assert not left_procs, "processes of the stack survived down.sh:\n" + "\n".join(left_procs)
+
+
 def listening_sockets_of(pids: set[int]) -> list[tuple[int, str, str, int]]:
     """(pid, command line, address, port) of each LISTEN socket held by one of `pids`."""
     socks, table, out = listeners(), proc_table(), []

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from _stack import VENV, Stack, listeners, proc_table, stack_skip_reason
+from _stack import VENV, Stack, assert_nothing_left, stack_leftovers, stack_skip_reason
 
 
 def pytest_configure(config):
@@ -58,9 +58,7 @@ def stack():
             ports = {int(v) for k, v in s.ports.items() if k.endswith("_PORT") or k.startswith("RAY_AGENT_PORT_")}
             down = s.down()
             print(down.stdout[-2000:], down.stderr[-2000:])
-            left_ports = {p for _, (_, p) in listeners().items() if p in ports}
-            left_procs = [f"{pid}: {cmd[:160]}" for pid, (_, cmd) in proc_table().items() if str(base) in cmd]
+            leftovers = stack_leftovers(ports, base)
             shutil.rmtree(base, ignore_errors=True)
             assert down.returncode == 0, down.stdout + down.stderr
-            assert not left_ports, f"still listening after down.sh: {sorted(left_ports)}"
-            assert not left_procs, "processes of the stack survived down.sh:\n" + "\n".join(left_procs)
+            assert_nothing_left(*leftovers)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from _stack import LOCAL, VENV, listeners, proc_table, read_env_sh, stack_skip_reason
+from _stack import LOCAL, VENV, assert_nothing_left, listeners, read_env_sh, stack_leftovers, stack_skip_reason
 
 pytestmark = pytest.mark.cluster
 
@@ -66,7 +66,8 @@ def test_local_cluster_up_check_down():
         # PostgreSQL, MLflow and the Ray dashboard listen on loopback only. (Ray's GCS and
         # per-node agents bind the node address too: that is Ray's behaviour, see docs/cluster.md.)
         for key in ("PG_PORT", "MLFLOW_PORT", "RAY_DASHBOARD_PORT"):
-            addrs = _listen_addresses(int(_port(state, key)))
+            port = int(_port(state, key))
+            addrs = {host for host, p in listeners().values() if p == port}
             assert addrs and addrs <= {"127.0.0.1"}, f"{key} listens on {addrs}"
 
         client = read_env_sh(state / "env.sh")
@@ -128,12 +129,10 @@ def test_local_cluster_up_check_down():
             ["bash", str(LOCAL / "down.sh"), "--purge"], env=env, capture_output=True, text=True, timeout=180
         )
         print(down.stdout, down.stderr)
-        leftover_ports = {port for _, (_, port) in listeners().items() if port in ports}
-        leftover_procs = [f"{pid}: {cmd[:200]}" for pid, (_, cmd) in proc_table().items() if str(base) in cmd]
+        leftovers = stack_leftovers(ports, base)
         shutil.rmtree(base, ignore_errors=True)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert not leftover_ports, f"still listening after down.sh: {sorted(leftover_ports)}"
-    assert not leftover_procs, "processes of the stack survived down.sh:\n" + "\n".join(leftover_procs)
+    assert_nothing_left(*leftovers)
 
 
 def _port(state: Path, key: str) -> str:
@@ -141,26 +140,3 @@ def _port(state: Path, key: str) -> str:
         if line.startswith(key + "="):
             return line.split("=", 1)[1]
     raise KeyError(key)
-
-
-def _listen_addresses(port: int) -> set[str]:
-    """IPv4 addresses with a LISTEN socket on `port` (IPv6 ones reported as 'v6:<hex>')."""
-    import socket
-    import struct
-
-    out = set()
-    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            addr, _, hexport = cols[1].rpartition(":")
-            if cols[3] != "0A" or int(hexport, 16) != port:
-                continue
-            if v6:
-                out.add(f"v6:{addr}")
-            else:
-                out.add(socket.inet_ntoa(struct.pack("<I", int(addr, 16))))
-    return out
