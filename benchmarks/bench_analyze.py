@@ -52,8 +52,8 @@ def from_local_store(m: int):
 
     from seedlab.analysis.analyze import analyze
     from seedlab.analysis.loader import load_experiment
-    from seedlab.predictions import write_predictions
-    from seedlab.tracking import client, get_or_create_experiment, log_run
+    from seedlab.store.predictions import write_predictions
+    from seedlab.store.contract import client, get_or_create_experiment, log_run
 
     table, _ = simulate_experiment(n_models=5, model_names=SIZES, P=10, F=5, m=m, n_classes=3,
                                    ability=np.linspace(0.0, 1.2, 5), task="mnli", rng=np.random.default_rng(0))

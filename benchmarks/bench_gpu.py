@@ -5,8 +5,8 @@
 Needs only torch and transformers (runs on a bare GPU host). Inputs are random token ids at a fixed
 length (throughput does not depend on the token values), so no data or tokenizer is needed.
 
-1. Per size, one process: fine-tuning through `seedlab.finetune.finetune` (bf16 autocast) and masked-LM
-   pretraining steps (`seedlab.pretrain` when present, else a plain BertForMaskedLM step), examples/s and
+1. Per size, one process: fine-tuning through `seedlab.train.finetune.finetune` (bf16 autocast) and masked-LM
+   pretraining steps (`seedlab.train.pretrain` when present, else a plain BertForMaskedLM step), examples/s and
    peak GPU memory.
 2. Per size in --concurrency-sizes, k = 1, 2, 4 fine-tuning processes on the same GPU at once: that is what
    Ray's fractional GPUs (1/k GPU per trial) do -- they only set CUDA_VISIBLE_DEVICES, every trial shares
@@ -30,7 +30,7 @@ BATCH = 32
 
 
 def random_split(n: int, length: int, seed: int):
-    from seedlab.finetune import Encoded
+    from seedlab.train.finetune import Encoded
 
     rng = np.random.default_rng(seed)
     ids = rng.integers(5, VOCAB, size=(n, length))
@@ -41,14 +41,14 @@ def random_split(n: int, length: int, seed: int):
 def classifier(size: str):
     from transformers import BertForSequenceClassification
 
-    from seedlab.models import bert_config
+    from seedlab.train.models import bert_config
 
     torch.manual_seed(0)
     return BertForSequenceClassification(bert_config(size, VOCAB, 2))
 
 
 def finetune_throughput(size: str, n: int, length: int, seed: int = 0, barrier=None) -> dict:
-    from seedlab.finetune import Hyperparameters, finetune
+    from seedlab.train.finetune import Hyperparameters, finetune
 
     torch.cuda.reset_peak_memory_stats()
     model = classifier(size)
@@ -70,8 +70,8 @@ def pretrain_throughput(size: str, steps: int, length: int) -> dict:
     """Masked-LM steps: seedlab's own pretraining loop when it exposes one, else a plain step loop."""
     from transformers import BertForMaskedLM
 
-    from seedlab.finetune import mixed_precision
-    from seedlab.models import bert_config
+    from seedlab.train.finetune import mixed_precision
+    from seedlab.train.models import bert_config
 
     torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)

@@ -8,9 +8,9 @@
 0. variants: Tune's variant generation for grids of `--variants` sizes, over the cell dicts (what
    run_sweep passes to `tune.grid_search` today) and over cell indices (the proposed patch).
 
-Trials do no training: each does exactly what `seedlab.trial.run_trial` does around training, with the
+Trials do no training: each does exactly what `seedlab.run.trial.run_trial` does around training, with the
 same store calls. It runs the skip check (one `search_runs` by trial key), writes an SST-2-sized
-predictions parquet (872 rows) and logs one run through `seedlab.tracking.log_run`: ~25 params, 11
+predictions parquet (872 rows) and logs one run through `seedlab.store.contract.log_run`: ~25 params, 11
 metrics, 5 tags and the artifact. Phases:
 
 1. grid: a `--grid`-cell SweepSpec (sst2 x tiny x pretraining seeds x 100 fine-tuning seeds): `cells()`,
@@ -28,7 +28,7 @@ metrics, 5 tags and the artifact. Phases:
    run, and the driver's peak RSS.
 4. store: the experiment filled to `--store-runs` FINISHED trial runs with `log_run` from `--threads`
    threads (MLflow's logging rate outside Tune). At each size in `--checkpoints`: the driver's skip check
-   `seedlab.tracking.finished_trial_runs` and the per-trial skip-check query.
+   `seedlab.store.contract.finished_trial_runs` and the per-trial skip-check query.
 
 Ray runs locally (`ray.init(address="local", num_cpus=--cpus)`) unless --ray-address is given. Results
 print as one JSON object (also to --json PATH).
@@ -115,7 +115,7 @@ def ray_process_rss() -> dict:
 
 
 def make_spec(n_cells: int):
-    from seedlab.sweep import SweepSpec
+    from seedlab.run.sweep import SweepSpec
 
     per_seed = 100
     return SweepSpec(name="scale", tasks=("sst2",), models=("tiny",), pretrain_seeds=tuple(range(-(-n_cells // per_seed))),
@@ -124,7 +124,7 @@ def make_spec(n_cells: int):
 
 
 def predictions_file(directory: Path) -> Path:
-    from seedlab.predictions import write_predictions
+    from seedlab.store.predictions import write_predictions
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, N_EVAL)
@@ -136,8 +136,8 @@ def predictions_file(directory: Path) -> Path:
 def trial_record(cell: dict, ctx: dict):
     """(name, params, metrics, tags) shaped like run_trial's."""
     from seedlab import __version__
-    from seedlab.tracking import TAG_GIT, TAG_KIND, TAG_SWEEP, TAG_TRIAL_KEY, TAG_VERSION
-    from seedlab.trial import resolve_cell, run_name, trial_key
+    from seedlab.store.contract import TAG_GIT, TAG_KIND, TAG_SWEEP, TAG_TRIAL_KEY, TAG_VERSION
+    from seedlab.run.trial import resolve_cell, run_name, trial_key
 
     c = resolve_cell(cell)
     params = {k: c[k] for k in ("task", "model", "pretrain_seed", "finetune_seed", "init_seed", "order_seed",
@@ -155,8 +155,8 @@ def logging_trainable(config, cells=None):
     """run_trial without the training: skip check, local parquet, one run through log_run."""
     from ray import tune
 
-    from seedlab.tracking import TAG_TRIAL_KEY, client, log_run
-    from seedlab.trial import trial_key
+    from seedlab.store.contract import TAG_TRIAL_KEY, client, log_run
+    from seedlab.run.trial import trial_key
 
     cell = config["cell"] if "cell" in config else cells[config["cell_index"]]
     ctx = config["context"]
@@ -183,14 +183,14 @@ def noop_trainable(config, cells=None):
 
 def build_tuner(trainable, spec, cells, context, storage: str, name: str, reuse_actors: bool = False,
                 grid: str = "cells"):
-    """The Tuner as seedlab.sweep.run_sweep builds it (its progress callback included). Two deviations,
+    """The Tuner as seedlab.run.sweep.run_sweep builds it (its progress callback included). Two deviations,
     measured separately: `reuse_actors=True` (run_sweep leaves Tune's default, False), and
     `grid="indices"`, the proposed grid over cell indices with the cells handed over once through
     `tune.with_parameters` (run_sweep's grid is over the cell dicts: `grid="cells"`)."""
     from ray import tune
     from ray.tune import PlacementGroupFactory
 
-    from seedlab.progress import SweepProgress, tune_callback
+    from seedlab.run.progress import SweepProgress, tune_callback
 
     progress = SweepProgress(spec.name, len(cells), out=io.StringIO())
     if grid == "cells":
@@ -211,7 +211,7 @@ def build_tuner(trainable, spec, cells, context, storage: str, name: str, reuse_
 
 
 def phase_grid(n: int, storage: str, grid: str) -> dict:
-    from seedlab.trial import trial_key
+    from seedlab.run.trial import trial_key
 
     base = rss_mib()
     t = time.perf_counter()
@@ -297,8 +297,8 @@ def _count_lines(path: str | None) -> int:
 
 def phase_store(uri: str, experiment_id: str, target: int, checkpoints: list[int], threads: int, start: int) -> dict:
     """Fill the experiment to `target` FINISHED trial runs with log_run, timing the skip check at checkpoints."""
-    from seedlab.tracking import TAG_TRIAL_KEY, client, finished_trial_runs
-    from seedlab.trial import trial_key
+    from seedlab.store.contract import TAG_TRIAL_KEY, client, finished_trial_runs
+    from seedlab.run.trial import trial_key
 
     spec = make_spec(target)
     cells = spec.cells()[:target]
@@ -306,7 +306,7 @@ def phase_store(uri: str, experiment_id: str, target: int, checkpoints: list[int
     stores = threading.local()
 
     def log_one(cell):
-        from seedlab.tracking import log_run
+        from seedlab.store.contract import log_run
 
         if not hasattr(stores, "client"):
             stores.client = client(uri)
@@ -380,7 +380,7 @@ def main(argv=None) -> int:
 
     import ray
 
-    from seedlab.tracking import client, get_or_create_experiment, resolve_tracking_uri, start_sweep_run
+    from seedlab.store.contract import client, get_or_create_experiment, resolve_tracking_uri, start_sweep_run
 
     work = Path(tempfile.mkdtemp(prefix="seedlab-bench-scale-"))
     uri = resolve_tracking_uri(args.tracking_uri or f"sqlite:///{work}/mlflow.db")

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_trial_overhead.py [--trials 4] [--max-train 512]
 
-1. Throughput: the same tiny BERT, the same batches, the same optimiser: `seedlab.finetune.finetune`
+1. Throughput: the same tiny BERT, the same batches, the same optimiser: `seedlab.train.finetune.finetune`
    against a bare loop written here. Printed as a ratio (seedlab / bare), both measured in this run.
 2. Overhead: a real sweep (Ray Tune + MLflow SQLite store in a temp dir) at 1 and at 2 concurrent trials.
    The share of trial wall time spent outside training and evaluation = 1 - (train + eval) / (wall x
@@ -50,9 +50,9 @@ def bare_loop(model, data, hp, order_seed):
 
 
 def throughput(max_train: int, repeats: int = 3):
-    from seedlab.finetune import Hyperparameters, encode, finetune
-    from seedlab.models import resolve_model
-    from seedlab.tasks import load_task
+    from seedlab.train.finetune import Hyperparameters, encode, finetune
+    from seedlab.train.models import resolve_model
+    from seedlab.data.tasks import load_task
 
     torch.set_num_threads(1)
     hp = Hyperparameters(**HP)
@@ -72,7 +72,7 @@ def throughput(max_train: int, repeats: int = 3):
 def overhead(trials: int, concurrency: int, max_train: int):
     import ray
 
-    from seedlab.sweep import SweepSpec, run_sweep
+    from seedlab.run.sweep import SweepSpec, run_sweep
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = SweepSpec(name="bench", tasks=("sst2",), models=("tiny",), pretrain_seeds=tuple(range(trials)),

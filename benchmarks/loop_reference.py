@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from seedlab import metrics
+from seedlab.stats import metrics
 
 
 def multibootstrap_loop(

@@ -63,7 +63,7 @@ def _analyze(args) -> int:
 
 
 def _import(args) -> int:
-    from seedlab.importer import format_result, import_predictions
+    from seedlab.store.importer import format_result, import_predictions
 
     result = import_predictions(args.folder, experiment=args.experiment, tracking_uri=args.tracking_uri,
                                 fmt=args.format, dry_run=args.dry_run)
@@ -72,7 +72,7 @@ def _import(args) -> int:
 
 
 def _ui(args) -> int:
-    from seedlab.tracking import resolve_tracking_uri
+    from seedlab.store.contract import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     url = f"http://127.0.0.1:{args.port}"
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["pretrain"]:  # its own parser, with one flag per PretrainConfig field
-        from seedlab.pretrain import main as pretrain_main
+        from seedlab.train.pretrain import main as pretrain_main
 
         return pretrain_main(argv[1:], prog="seedlab pretrain")
     args = build_parser().parse_args(argv)

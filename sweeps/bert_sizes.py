@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from seedlab.sweep import SweepSpec, sweep_main  # noqa: E402
+from seedlab.run.sweep import SweepSpec, sweep_main  # noqa: E402
 
-# Masked-LM pretraining per size (seedlab.pretrain.PretrainConfig fields); "*" applies to every size.
+# Masked-LM pretraining per size (seedlab.train.pretrain.PretrainConfig fields); "*" applies to every size.
 SMOKE_PRETRAIN = {"*": {"max_seq_length": 64, "batch_size": 32, "max_train_lines": 4000, "eval_blocks": 128},
                   "tiny": {"max_steps": 150, "learning_rate": 2e-3}, "mini": {"max_steps": 50, "learning_rate": 1e-3}}
 # Sized for one 2-core machine (measured at 1 thread per trial, unloaded: ~0.35 / 1.3 / 4 s per step for

@@ -15,11 +15,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from bert_sizes import CPU_PRETRAIN  # noqa: E402  (the same families: the cpu profile reuses them if they exist)
-from seedlab.mitigation import METHODS  # noqa: E402
+from seedlab.train.mitigation import METHODS  # noqa: E402
 
 SMOKE_PRETRAIN = {"*": {"max_seq_length": 64, "batch_size": 32, "max_train_lines": 4000, "eval_blocks": 128},
                   "tiny": {"max_steps": 150, "learning_rate": 2e-3}}
-from seedlab.sweep import SweepSpec, sweep_main  # noqa: E402
+from seedlab.run.sweep import SweepSpec, sweep_main  # noqa: E402
 
 PROFILES = {
     "smoke": SweepSpec(

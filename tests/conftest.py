@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from seedlab.paths import local_data_dir
+from seedlab.data.paths import local_data_dir
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # tests never reach for the hub
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -46,8 +46,8 @@ def test_sweep_rejects_bad_options_before_launching_anything(tmp_path, args, fra
 @pytest.fixture
 def store(tmp_path):
     """A real MLflow store with an empty experiment and two broken ones."""
-    from seedlab.predictions import write_predictions
-    from seedlab.tracking import client, get_or_create_experiment, log_run
+    from seedlab.store.predictions import write_predictions
+    from seedlab.store.contract import client, get_or_create_experiment, log_run
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     mlflow_client = client(uri)
@@ -97,8 +97,8 @@ def test_analyze_rejects_bad_options(store, tmp_path):
 def test_analyze_names_declared_cells_without_a_finished_run(tmp_path):
     """A partial design is reported, not silently analysed as if complete."""
     from seedlab.analysis.loader import load_experiment
-    from seedlab.predictions import write_predictions
-    from seedlab.tracking import client, get_or_create_experiment, log_run, start_sweep_run
+    from seedlab.store.predictions import write_predictions
+    from seedlab.store.contract import client, get_or_create_experiment, log_run, start_sweep_run
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     mlflow_client = client(uri)

@@ -14,11 +14,11 @@ import pytest
 
 from seedlab.analysis.loader import load_experiment
 from seedlab.errors import SeedlabError
-from seedlab.importer import (ZHOU_MODEL, detect_format, import_predictions, import_trial_key, read_folder,
+from seedlab.store.importer import (ZHOU_MODEL, detect_format, import_predictions, import_trial_key, read_folder,
                               read_zhou2020)
-from seedlab.metrics import accuracy
-from seedlab.paths import local_data_dir
-from seedlab.tracking import TAG_KIND, TAG_SWEEP, TAG_TRIAL_KEY, client
+from seedlab.stats.metrics import accuracy
+from seedlab.data.paths import local_data_dir
+from seedlab.store.contract import TAG_KIND, TAG_SWEEP, TAG_TRIAL_KEY, client
 
 DATA = local_data_dir()
 ZHOU = DATA / "predictions" / "zhou2020_instability_bert_base_mnli" if DATA else None
@@ -88,7 +88,7 @@ def test_zhou_runs_have_the_cell_tags_metric_and_a_parent(zhou, uri):
 
 @needs_zhou
 def test_zhou_labels_ids_and_probs_follow_seedlab_conventions(zhou):
-    from seedlab.tasks import load_task
+    from seedlab.data.tasks import load_task
 
     table = zhou[1].tables["mnli"]
     assert table.instance_ids.tolist() == [f"dev-{i:06d}" for i in range(9815)]

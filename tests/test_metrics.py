@@ -1,4 +1,4 @@
-"""seedlab.metrics against scikit-learn / scipy on random inputs."""
+"""seedlab.stats.metrics against scikit-learn / scipy on random inputs."""
 
 import warnings
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from seedlab import metrics
+from seedlab.stats import metrics
 
 sk = pytest.importorskip("sklearn.metrics")
 

@@ -1,4 +1,4 @@
-"""Du & Nguyen's mitigation methods (seedlab.mitigation) on the tiny (2-layer) and mini (4-layer) BERT shapes."""
+"""Du & Nguyen's mitigation methods (seedlab.train.mitigation) on the tiny (2-layer) and mini (4-layer) BERT shapes."""
 
 import copy
 import inspect
@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from seedlab.errors import SeedlabError
-from seedlab.finetune import Encoded, Hyperparameters, finetune
-from seedlab.mitigation import METHODS, MixLinear, is_no_decay, mix_weights, prepare
-from seedlab.models import resolve_model
+from seedlab.train.finetune import Encoded, Hyperparameters, finetune
+from seedlab.train.mitigation import METHODS, MixLinear, is_no_decay, mix_weights, prepare
+from seedlab.train.models import resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_standard_changes_nothing_and_builds_finetunes_groups(tiny_model):
     assert prepared.model is model
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     hp = Hyperparameters(weight_decay=0.03)
-    # the groups seedlab.finetune built before mitigation methods, verbatim
+    # the groups seedlab.train.finetune built before mitigation methods, verbatim
     decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
     expected = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -285,7 +285,7 @@ def test_wd_pre_pulls_the_backbone_toward_pretrained_and_leaves_the_head(tiny_mo
 
 
 def local_finetune(model, train, hp, order_seed, dropout_seed, param_groups, after_step, log_every=1):
-    """`seedlab.finetune.finetune`'s loop on CPU with the optimizer groups and per-step hook of a method (what
+    """`seedlab.train.finetune.finetune`'s loop on CPU with the optimizer groups and per-step hook of a method (what
     finetune does once it takes them); used while finetune has no such arguments."""
     from transformers import get_linear_schedule_with_warmup
 
@@ -319,7 +319,7 @@ def local_finetune(model, train, hp, order_seed, dropout_seed, param_groups, aft
 
 
 def finetune_with(prepared, train, hp, order_seed=1, dropout_seed=2):
-    """Through seedlab.finetune when it takes param_groups/after_step, else through the mirror above."""
+    """Through seedlab.train.finetune when it takes param_groups/after_step, else through the mirror above."""
     accepted = inspect.signature(finetune).parameters
     groups = prepared.param_groups(hp)
     if "param_groups" in accepted and "after_step" in accepted:

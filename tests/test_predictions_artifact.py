@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from seedlab.errors import SeedlabError
-from seedlab.predictions import read_predictions, write_predictions
+from seedlab.store.predictions import read_predictions, write_predictions
 
 
 def test_classification_round_trip_has_the_documented_schema(tmp_path):

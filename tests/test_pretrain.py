@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from seedlab.checkpoints import (checkpoint_dir, checkpoint_record, find_checkpoint, hub_family_name, is_checkpoint,
+from seedlab.store.checkpoints import (checkpoint_dir, checkpoint_record, find_checkpoint, hub_family_name, is_checkpoint,
                                  require_checkpoint)
 from seedlab.errors import SeedlabError
-from seedlab.pretrain import (PretrainConfig, init_mlm_model, load_blocks, mask_tokens, pretrain, pretrain_seeds,
+from seedlab.train.pretrain import (PretrainConfig, init_mlm_model, load_blocks, mask_tokens, pretrain, pretrain_seeds,
                               save_checkpoint)
 
 pytestmark = pytest.mark.needs_data
@@ -22,7 +22,7 @@ SMALL = dict(max_seq_length=32, max_train_lines=300, batch_size=16, eval_blocks=
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from seedlab.tokenizer import load_tokenizer
+    from seedlab.data.tokenizer import load_tokenizer
 
     return load_tokenizer()
 
@@ -70,7 +70,7 @@ def test_seed_streams_are_distinct():
 
 
 def test_step_zero_backbone_is_the_random_backbone_of_resolve_model(tokenizer):
-    from seedlab.models import resolve_model
+    from seedlab.train.models import resolve_model
 
     mlm = init_mlm_model("tiny", 3, tokenizer.vocab_size)
     random_init = resolve_model("tiny", pretrain_seed=3, num_labels=2, init_seed=0).model.bert
@@ -114,7 +114,7 @@ def test_config_key_and_validation():
 
 
 def test_checkpoint_loads_through_find_checkpoint_into_resolve_model(trained, tmp_path, monkeypatch):
-    from seedlab.models import resolve_model
+    from seedlab.train.models import resolve_model
 
     monkeypatch.setenv("SEEDLAB_CHECKPOINTS", str(tmp_path / "ckpts"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/absent/mlflow.db")  # no store: local only
@@ -161,8 +161,8 @@ def test_ray_stage_logs_runs_skips_reruns_and_checkpoints_resolve_from_mlflow(tm
     import ray
     from mlflow.tracking import MlflowClient
 
-    from seedlab.models import resolve_model
-    from seedlab.pretrain import run_pretrain_stage
+    from seedlab.train.models import resolve_model
+    from seedlab.train.pretrain import run_pretrain_stage
 
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
     settings = {"tiny": dict(max_steps=4, max_seq_length=32, max_train_lines=100, batch_size=8, eval_blocks=8,

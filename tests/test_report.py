@@ -249,9 +249,9 @@ def test_slug_keeps_figure_names_file_safe():
 
 
 def _log_trials(store, experiment_id, table, tmp_path):
-    from seedlab.metrics import score
-    from seedlab.predictions import write_predictions
-    from seedlab.tracking import TAG_KIND, TAG_TRIAL_KEY, log_run
+    from seedlab.stats.metrics import score
+    from seedlab.store.predictions import write_predictions
+    from seedlab.store.contract import TAG_KIND, TAG_TRIAL_KEY, log_run
 
     for i, run in enumerate(table.run_ids):
         parquet = write_predictions(tmp_path / f"p{i}" / "validation.parquet", table.instance_ids, table.labels,
@@ -269,7 +269,7 @@ def test_publish_analysis_logs_one_new_analysis_run_each_time(tmp_path):
     from seedlab.analysis.loader import load_experiment
     from seedlab.analysis.publish import TAG_SUPERSEDED_BY, headline_metrics, publish_analysis
     from seedlab.errors import SeedlabError
-    from seedlab.tracking import TAG_KIND, client, get_or_create_experiment
+    from seedlab.store.contract import TAG_KIND, client, get_or_create_experiment
 
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
     store = client(uri)

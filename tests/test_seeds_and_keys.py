@@ -1,7 +1,7 @@
 import pytest
 
-from seedlab.seeds import derive_seed, trial_seeds
-from seedlab.trial import resolve_cell, run_name, trial_key
+from seedlab.train.seeds import derive_seed, trial_seeds
+from seedlab.run.trial import resolve_cell, run_name, trial_key
 
 CELL = {"task": "sst2", "model": "tiny", "pretrain_seed": 1, "finetune_seed": 2}
 
@@ -35,7 +35,7 @@ def test_trial_key_is_canonical_and_sensitive():
 
 def test_model_hparams_override_the_profile_per_model_and_enter_the_trial_key():
     from seedlab.errors import SeedlabError
-    from seedlab.sweep import SweepSpec
+    from seedlab.run.sweep import SweepSpec
 
     base = dict(name="s", tasks=("sst2",), models=("tiny", "mini"), pretrain_seeds=(0,), finetune_seeds=(0,),
                 hparams={"learning_rate": 1e-3, "epochs": 2})

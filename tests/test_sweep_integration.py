@@ -24,7 +24,7 @@ SPEC_KW = dict(name="itest", tasks=("sst2",), models=("tiny", "mini"), pretrain_
 def sweep(tmp_path_factory):
     import ray
 
-    from seedlab.sweep import SweepSpec, run_sweep
+    from seedlab.run.sweep import SweepSpec, run_sweep
 
     store = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{store}/mlflow.db"

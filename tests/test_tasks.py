@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from seedlab.errors import SeedlabError
-from seedlab.tasks import TASKS, hash_split_is_eval, load_task
+from seedlab.data.tasks import TASKS, hash_split_is_eval, load_task
 
 LOCAL_TASKS = [name for name, spec in TASKS.items() if spec.local_dir]
 
@@ -63,7 +63,7 @@ def test_unknown_task_names_the_valid_ones():
 
 
 def test_holdout_comes_from_train_only_and_is_deterministic():
-    from seedlab.tasks import holdout_split
+    from seedlab.data.tasks import holdout_split
 
     train, evaluation = load_task("rte")
     rest, held = holdout_split(train, 0.2)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from seedlab.models import BERT_SIZES, resolve_model, validate_model
+from seedlab.train.models import BERT_SIZES, resolve_model, validate_model
 from seedlab.errors import SeedlabError
-from seedlab.trial import execute_trial
+from seedlab.run.trial import execute_trial
 
 CELL = {"task": "rte", "model": "tiny", "pretrain_seed": 0, "finetune_seed": 0,
         "hparams": {"learning_rate": 1e-3, "batch_size": 16, "epochs": 1, "max_seq_length": 48},
@@ -53,7 +53,7 @@ def test_init_seed_sets_only_the_head():
 
 @pytest.mark.parametrize("size", list(BERT_SIZES))
 def test_sizes_have_the_paper_shapes(size):
-    from seedlab.models import bert_config
+    from seedlab.train.models import bert_config
 
     layers, hidden = BERT_SIZES[size]
     config = bert_config(size, vocab_size=100)

@@ -13,8 +13,8 @@ def tuned(tmp_path_factory):
     import ray
     from ray import tune
 
-    from seedlab.sweep import SweepSpec, run_sweep
-    from seedlab.tuning import TuningSpec
+    from seedlab.run.sweep import SweepSpec, run_sweep
+    from seedlab.run.tuning import TuningSpec
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db"
     spec = SweepSpec(name="tuned", tasks=("rte",), models=("tiny",), pretrain_seeds=(0,), finetune_seeds=(0, 1),

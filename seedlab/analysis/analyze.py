@@ -26,15 +26,15 @@ import numpy as np
 from itertools import combinations, permutations
 
 from seedlab.errors import SeedlabError
-from seedlab.metrics import score
-from seedlab.models import BERT_SIZES
+from seedlab.stats.metrics import score
+from seedlab.data.catalog import model_order
 from seedlab.stats.agreement import (agreement_matrix, agreement_pairwise, consistency_all, fleiss_kappa, instability_measures,
                                      measure_agreement, subsample_insensitivity, summarize_metric)
 from seedlab.stats.representations import pairwise_layer_distances
 from seedlab.stats.design import RunTable, design_report
 from seedlab.stats.multibootstrap import multibootstrap
 from seedlab.stats.zhong import decay_lower_bound, fisher_bh_decay, instance_accuracy, momentum, noise_decomposition
-from seedlab.tasks import TASKS
+from seedlab.data.tasks import TASKS
 
 SCHEMA = "seedlab.analysis/1"
 DDOF = 0
@@ -82,12 +82,6 @@ def summarize_model(table: RunTable, model: str, metrics: tuple[str, ...]) -> di
         out["agreement_matrix"] = {"run_names": run_names(table, rows), "run_ids": table.run_ids[rows].tolist(),
                                    "matrix": agreement_matrix(preds)}
     return out
-
-
-def model_order(models) -> list[str]:
-    """BERT sizes from small to large, then other models by name: the order 'larger' refers to."""
-    rank = {name: i for i, name in enumerate(BERT_SIZES)}
-    return sorted(models, key=lambda m: (rank.get(m, len(rank)), m))
 
 
 def zhong_sections(table: RunTable, options: AnalysisOptions) -> dict:
@@ -208,7 +202,7 @@ def condition_table(table: RunTable) -> RunTable:
 def design_sections(table: RunTable, metric: str, options: AnalysisOptions) -> dict:
     """Issue-7 figures over the original axes: methods compared on equal seed counts, variance attributed to
     hyperparameter config / pretraining seed / fine-tuning seed, and expected best score vs number of trials."""
-    from seedlab.metrics import batched
+    from seedlab.stats.metrics import batched
     from seedlab.stats.expected_max import expected_max_curve
     from seedlab.stats.methods import compare_methods
     from seedlab.stats.variance import variance_components

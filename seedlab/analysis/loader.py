@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seedlab.errors import SeedlabError
-from seedlab.predictions import PredictionFile, read_predictions, read_representations
+from seedlab.store.predictions import PredictionFile, read_predictions, read_representations
 from seedlab.stats.design import RunTable
-from seedlab.tasks import EVAL_SPLIT, TASKS
-from seedlab.tracking import TAG_KIND, TAG_TRIAL_KEY, client, find_experiment
+from seedlab.data.tasks import EVAL_SPLIT, TASKS
+from seedlab.store.contract import (KIND_SWEEP, KIND_TRIAL, PREDICTIONS_DIR, REPRESENTATIONS_DIR, RUN_NAME_TAG,
+                                    TAG_TRIAL_KEY, client, find_experiment, find_runs, retry)
 
 
 @dataclass
@@ -50,21 +51,21 @@ class _Run:
     reps: np.ndarray | None = None
 
 
-def load_experiment(experiment: str, tracking_uri: str | None = None, split: str = EVAL_SPLIT) -> LoadedExperiment:
+def load_experiment(experiment: str, tracking_uri: str | None = None, split: str = EVAL_SPLIT, *,
+                    page_size: int = 1000) -> LoadedExperiment:
+    """Every trial run of `experiment` as one `RunTable` per task. `page_size`: runs per store request (every
+    page is read)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run is noise
-    from mlflow.entities import ViewType
-
     store = client(tracking_uri)
     exp = find_experiment(store, experiment)
-    all_runs = store.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'trial'",
-                                 run_view_type=ViewType.ACTIVE_ONLY, max_results=50000,
-                                 order_by=["attributes.start_time ASC"])
+    all_runs = find_runs(store, [exp.experiment_id], KIND_TRIAL, status=None, order_by=["attributes.start_time ASC"],
+                         page_size=page_size)
     status_counts: dict[str, int] = defaultdict(int)
     chosen: dict[str, _Run] = {}
     duplicates, unfinished = [], []
     for run in all_runs:
         status_counts[run.info.status] += 1
-        name = run.data.tags.get("mlflow.runName", run.info.run_id)
+        name = run.data.tags.get(RUN_NAME_TAG, run.info.run_id)
         if run.info.status != "FINISHED":
             unfinished.append(f"{name} ({run.info.status})")
             continue
@@ -78,23 +79,20 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
                                int(p["finetune_seed"]), p.get("method", "standard"), p.get("hp_config", ""))
         except (KeyError, ValueError) as exc:
             raise SeedlabError(f"trial run {name} ({run.info.run_id}) lacks a valid param {exc}") from None
-    missing = _missing_cells(store, exp.experiment_id, chosen.values())
+    missing = _missing_cells(store, exp.experiment_id, chosen.values(), page_size)
     if not chosen:
         raise SeedlabError(f"experiment {experiment!r} has no FINISHED trial runs "
                            f"(runs by status: {dict(status_counts) or 'none'})")
     runs = list(chosen.values())
     with tempfile.TemporaryDirectory(prefix="seedlab-load-") as tmp, ThreadPoolExecutor(8) as pool:
         def fetch(run: _Run) -> None:
-            try:
-                local = store.download_artifacts(run.run_id, f"predictions/{split}.parquet", tmp + "/" + run.run_id)
-            except Exception:  # noqa: BLE001 - a missing artifact is reported as malformed input
-                raise SeedlabError(f"run {run.name} ({run.run_id}) has no predictions/{split}.parquet artifact") \
-                    from None
-            run.preds = read_predictions(local, source=f"run {run.name} ({run.run_id})")
-            if any(a.path.endswith(f"{split}.safetensors") for a in store.list_artifacts(run.run_id, "representations")):
-                path = store.download_artifacts(run.run_id, f"representations/{split}.safetensors",
-                                                tmp + "/" + run.run_id)
-                run.reps = read_representations(path, source=f"run {run.name} ({run.run_id})")
+            where = f"run {run.name} ({run.run_id})"
+            local = _download(store, run, f"{PREDICTIONS_DIR}/{split}.parquet", tmp + "/" + run.run_id)
+            run.preds = read_predictions(local, source=where)
+            listed = retry(store.list_artifacts, run.run_id, REPRESENTATIONS_DIR)
+            if any(a.path.endswith(f"{split}.safetensors") for a in listed):
+                path = _download(store, run, f"{REPRESENTATIONS_DIR}/{split}.safetensors", tmp + "/" + run.run_id)
+                run.reps = read_representations(path, source=where)
 
         list(pool.map(fetch, runs))
     tables, representations = {}, {}
@@ -104,10 +102,33 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
                             duplicates, unfinished, missing, representations)
 
 
-def _missing_cells(store, experiment_id: str, finished) -> list[str]:
+def _download(store, run: _Run, path: str, dst: str) -> str:
+    """One artifact of a run. A missing one is reported as such; any other failure (the store refused the
+    credentials, the server is unreachable) as what it is, never as a missing artifact."""
+    try:
+        return retry(store.download_artifacts, run.run_id, path, dst)
+    except Exception as exc:  # noqa: BLE001 - turned into one line that names the run and the cause
+        if _is_missing(exc):
+            raise SeedlabError(f"run {run.name} ({run.run_id}) has no {path} artifact") from None
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise SeedlabError(f"could not read {path} of run {run.name} ({run.run_id}): "
+                           f"{type(exc).__name__}: {first_line}") from exc
+
+
+def _is_missing(exc: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, FileNotFoundError):
+        return True
+    if isinstance(exc, MlflowException):
+        return exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "404" in str(exc)[:200]
+    return False
+
+
+def _missing_cells(store, experiment_id: str, finished, page_size: int = 1000) -> list[str]:
     """Grid cells that a sweep launch declared (its parent run's params) but that have no FINISHED run."""
     declared = set()
-    for sweep in store.search_runs([experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'sweep'", max_results=1000):
+    for sweep in find_runs(store, [experiment_id], KIND_SWEEP, status=None, page_size=page_size):
         p = sweep.data.params
         try:
             axes = [p["tasks"].split(","), p["models"].split(","), p["pretrain_seeds"].split(","),

@@ -25,25 +25,23 @@ The run holds:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from seedlab import __version__
 from seedlab.errors import SeedlabError
-from seedlab.tracking import (MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, TAG_GIT, TAG_KIND, TAG_VERSION, client,
-                              find_experiment, git_commit, retry)
+from seedlab.store.contract import (ANALYSIS_RUN_NAME, KIND_ANALYSIS, NOTE_TAG, TAG_GIT, TAG_KIND, TAG_VERSION, client,
+                                    find_experiment, find_runs, git_commit, log_run, retry)
 
-RUN_NAME = "analysis"
-KIND = "analysis"
+RUN_NAME = ANALYSIS_RUN_NAME
+KIND = KIND_ANALYSIS
 TAG_SCHEMA = "seedlab.analysis_schema"
 TAG_SUPERSEDED_BY = "seedlab.superseded_by"
 TAG_SUPERSEDES = "seedlab.analysis_supersedes"
-TAG_NOTE = "mlflow.note.content"  # the run description in the MLflow UI
+TAG_NOTE = NOTE_TAG
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
 
 
@@ -151,38 +149,21 @@ def publish_analysis(result: dict, report_path, json_path=None, figures_dir=None
     `report_path`: the HTML report; `json_path`: the result JSON (None: written from `result`); `figures_dir`:
     a folder of figure PNGs (None or empty: no figures/). Earlier analysis runs get ``seedlab.superseded_by``.
     """
-    from mlflow.entities import Metric, Param, ViewType
-
     experiment = experiment or result.get("experiment")
     if not experiment:
         raise SeedlabError("publish_analysis: no experiment given and the result names none")
     store = client(tracking_uri or result.get("tracking_uri"))
     exp = find_experiment(store, experiment)
-    earlier = store.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_KIND}` = '{KIND}'",
-                                run_view_type=ViewType.ACTIVE_ONLY, max_results=50000)
+    earlier = find_runs(store, [exp.experiment_id], KIND, status=None)
     earlier = [r for r in earlier if TAG_SUPERSEDED_BY not in r.data.tags]
-    tags = {TAG_KIND: KIND, TAG_GIT: git_commit(), TAG_VERSION: __version__, "mlflow.runName": RUN_NAME,
+    tags = {TAG_KIND: KIND, TAG_GIT: git_commit(), TAG_VERSION: __version__,
             TAG_SCHEMA: str(result.get("schema")), TAG_SUPERSEDES: str(len(earlier))}
     with tempfile.TemporaryDirectory(prefix="seedlab-publish-") as tmp:
         staged = _stage(report_path, json_path, figures_dir, result, Path(tmp))
         tags[TAG_NOTE] = description(result, Path(report_path).name,
                                      Path(json_path).name if json_path is not None else "analysis.json")
-        run = retry(store.create_run, exp.experiment_id, run_name=RUN_NAME, tags=tags)
-        run_id = run.info.run_id
-        try:
-            now = int(time.time() * 1000)
-            params = [Param(k, v) for k, v in analysis_params(result).items()]
-            metrics = [Metric(k, v, now, 0) for k, v in headline_metrics(result).items()]
-            for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
-                retry(store.log_batch, run_id, params=params[i : i + MAX_PARAMS_PER_BATCH])
-            for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-                retry(store.log_batch, run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
-            retry(store.log_artifacts, run_id, str(staged))
-            retry(store.set_terminated, run_id, "FINISHED")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                store.set_terminated(run_id, "FAILED")
-            raise
+        metrics = [(k, v, 0) for k, v in headline_metrics(result).items()]
+        run_id = log_run(store, exp.experiment_id, RUN_NAME, analysis_params(result), metrics, tags, {"": str(staged)})
     for r in earlier:  # only once the new run is complete
         retry(store.set_tag, r.info.run_id, TAG_SUPERSEDED_BY, run_id)
         note = r.data.tags.get(TAG_NOTE, "")

@@ -324,7 +324,7 @@ def subsample_insensitivity(
         if probs.ndim != 3 or probs.shape[:2] != (n, m):
             raise ValueError(f"probs must have shape ({n}, {m}, C) to match preds, got {probs.shape}")
     if labels is not None:
-        from seedlab import metrics as _metrics
+        from seedlab.stats import metrics as _metrics
 
         labels = np.asarray(labels)
         if labels.shape != (m,):

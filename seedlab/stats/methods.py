@@ -64,7 +64,7 @@ import numpy as np
 from scipy.special import xlogy
 from scipy.stats import rankdata
 
-from seedlab import metrics as _metrics
+from seedlab.stats import metrics as _metrics
 from seedlab.stats.agreement import instability_measures, ranking_agreement
 from seedlab.stats.design import RunTable
 
@@ -267,7 +267,7 @@ def compare_methods(
     Args:
         table: runs of one classification task; ``table.method`` names each run's method (>= 2 methods).
         model: the model whose methods are compared (may be omitted when the table has one model).
-        metric: task-metric name from ``seedlab.metrics`` (for the SD) or a callable ``f(labels, preds) -> float``.
+        metric: task-metric name from ``seedlab.stats.metrics`` (for the SD) or a callable ``f(labels, preds) -> float``.
         n_boot: bootstrap replicates (0 for none; then intervals and share_first are empty).
         rng_seed: seed of ``np.random.default_rng`` (RNG order: module docstring).
         alpha: percentile intervals at level 1 - alpha.

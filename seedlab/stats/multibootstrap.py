@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from seedlab import metrics as _metrics
+from seedlab.stats import metrics as _metrics
 
 __all__ = ["multibootstrap", "MultiBootstrapResult", "Estimate", "seed_groups"]
 
@@ -260,7 +260,7 @@ def multibootstrap(
             pretraining seed ids; runs sharing a seed are its fine-tuning runs and are averaged.
         preds_intervention, seeds_intervention: the same for the intervention arm; omit both for single-arm
             mode (a CI for one arm's score).
-        score: a metric name from ``seedlab.metrics.ALL_METRIC_NAMES`` (vectorised) or a callable
+        score: a metric name from ``seedlab.stats.metrics.ALL_METRIC_NAMES`` (vectorised) or a callable
             ``f(labels, preds) -> float`` (applied per run and iteration; slow).
         n_boot: bootstrap iterations B.
         paired: share one seed draw between arms, over the sorted seeds both arms have (runs of other seeds

@@ -7,7 +7,7 @@ Screenshots and page logs go to `$SEEDLAB_TEST_ARTIFACTS` (default `tests/artifa
 
 The shared store (`analysed_store`) is built with the real pipeline: the Zhou et al. 2020 predictions
 (`seedlab import`, one model, 10 runs of MNLI), plus a simulated 3-size x 3 x 3 sweep of "sst2" logged as
-trial runs under a sweep parent the way `seedlab.trial` logs them; then `load_experiment` -> `analyze` ->
+trial runs under a sweep parent the way `seedlab.run.trial` logs them; then `load_experiment` -> `analyze` ->
 `write_report` -> `publish_analysis`.
 """
 
@@ -140,11 +140,11 @@ class AnalysedStore:
 
 
 def _log_simulated_sweep(store, experiment_id: str, tmp: Path) -> None:
-    """A simulated tiny/mini/small x 3 pretraining x 3 fine-tuning seed sweep of sst2, logged like seedlab.trial."""
-    from seedlab.metrics import score
-    from seedlab.predictions import write_predictions
+    """A simulated tiny/mini/small x 3 pretraining x 3 fine-tuning seed sweep of sst2, logged like seedlab.run.trial."""
+    from seedlab.stats.metrics import score
+    from seedlab.store.predictions import write_predictions
     from seedlab.stats.simulate import simulate_experiment
-    from seedlab.tracking import TAG_KIND, TAG_SWEEP, TAG_TRIAL_KEY, log_run, start_sweep_run
+    from seedlab.store.contract import TAG_KIND, TAG_SWEEP, TAG_TRIAL_KEY, log_run, start_sweep_run
 
     table, _ = simulate_experiment(n_models=3, model_names=["tiny", "mini", "small"], P=3, F=3, m=300, rng=0,
                                    task="sst2")
@@ -163,7 +163,7 @@ def _log_simulated_sweep(store, experiment_id: str, tmp: Path) -> None:
 
 
 def retry_terminate(store, run_id: str) -> None:
-    from seedlab.tracking import retry
+    from seedlab.store.contract import retry
 
     retry(store.set_terminated, run_id, "FINISHED")
 
@@ -173,10 +173,10 @@ def analysed_store(tmp_path_factory) -> AnalysedStore:
     from seedlab.analysis.analyze import AnalysisOptions, _jsonable, analyze, analyze_table
     from seedlab.analysis.loader import load_experiment
     from seedlab.analysis.publish import publish_analysis
-    from seedlab.importer import import_predictions
-    from seedlab.paths import local_data_dir
+    from seedlab.store.importer import import_predictions
+    from seedlab.data.paths import local_data_dir
     from seedlab.report import write_report
-    from seedlab.tracking import TAG_KIND, client, get_or_create_experiment
+    from seedlab.store.contract import TAG_KIND, client, get_or_create_experiment
 
     data = local_data_dir()
     if data is None or not (data / ZHOU).is_dir():

@@ -362,7 +362,7 @@ def stack_of(pid: int) -> str:
 
 
 def in_function(pid: int, function: str, module: str) -> bool:
-    """Is process `pid` inside `function` of seedlab's `module` (e.g. 'finetune', 'seedlab/finetune.py')?"""
+    """Is process `pid` inside `function` of seedlab's `module` (e.g. 'finetune', 'seedlab/train/finetune.py')?"""
     return bool(re.search(rf"^\s+{function} \(\S*{re.escape(module)}:\d+\)", stack_of(pid), re.M))
 
 
@@ -374,8 +374,8 @@ def trial_processes(node_root: int) -> list[int]:
 
 
 def training(pid: int) -> bool:
-    """Is the trial in process `pid` inside seedlab's training loop (`seedlab.finetune.finetune`)?"""
-    return in_function(pid, "finetune", "seedlab/finetune.py")
+    """Is the trial in process `pid` inside seedlab's training loop (`seedlab.train.finetune.finetune`)?"""
+    return in_function(pid, "finetune", "seedlab/train/finetune.py")
 
 
 def trial_cell(pid: int) -> str:
@@ -420,7 +420,7 @@ def smoke_cells(finetune_seeds: tuple[int, ...], model: str = "tiny") -> dict[st
     import runpy
     from dataclasses import replace
 
-    from seedlab.trial import run_name, trial_key
+    from seedlab.run.trial import run_name, trial_key
 
     profiles = runpy.run_path(str(REPO / "sweeps" / "bert_sizes.py"), run_name="bert_sizes")["PROFILES"]
     spec = replace(profiles["smoke"], models=(model,), pretrain_seeds=(0,), finetune_seeds=finetune_seeds)
@@ -429,7 +429,7 @@ def smoke_cells(finetune_seeds: tuple[int, ...], model: str = "tiny") -> dict[st
 
 def kept_results(key: str, since: float) -> list[Path]:
     """Prediction files a trial of trial key `key` wrote locally (after time `since`) before logging them:
-    seedlab.trial keeps them in a `seedlab-<key>-*` temporary directory, and never removes it."""
+    seedlab.run.trial keeps them in a `seedlab-<key>-*` temporary directory, and never removes it."""
     import tempfile
 
     roots = {tempfile.gettempdir(), "/tmp"}

@@ -24,7 +24,7 @@ def test_four_quarter_gpu_trials_share_one_gpu(tmp_path):
     ray = pytest.importorskip("ray")
     from ray import tune
 
-    from seedlab.sweep import SweepSpec
+    from seedlab.run.sweep import SweepSpec
 
     def trainable(config):  # defined here: Ray ships it by value (the test module is not importable there)
         import ray

@@ -78,7 +78,7 @@ def test_a_trial_killed_mid_training_is_retried(stack, tmp_path):
     time.sleep(1.0)
     frames = stack_of(pid)
     assert "finetune" in frames, f"the trial left its training loop within a second:\n{frames}"
-    os.kill(pid, signal.SIGKILL)  # mid-training: its stack showed seedlab.finetune.finetune a moment ago
+    os.kill(pid, signal.SIGKILL)  # mid-training: its stack showed seedlab.train.finetune.finetune a moment ago
     killed = time.time()
     assert "View run" not in stack.worker_log(pid, "out"), "the trial had already logged its run"
 

@@ -2,7 +2,7 @@
 
 Every loaded split has the same columns: `instance_id` (string, stable across runs), `text_a`, `text_b`
 (may be empty) and `label` (int class id, or float for regression). Data comes from the local data
-directory (`seedlab.paths.local_data_dir`) when it has the task, else from the Hugging Face hub.
+directory (`seedlab.data.paths.local_data_dir`) when it has the task, else from the Hugging Face hub.
 
 Tasks with only one labelled split available offline (QNLI, MNLI, BoolQ) are split deterministically by
 a hash of each instance id: `sha256(instance_id) mod 100 < 20` goes to eval, the rest to train. The rule
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from seedlab.errors import SeedlabError, choice_error
-from seedlab.paths import local_data_dir
+from seedlab.data.paths import local_data_dir
 
 EVAL_SPLIT = "validation"  # the split name used in artifact paths: predictions/validation.parquet
 HASH_EVAL_PERCENT = 20

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 
 from seedlab.errors import SeedlabError
-from seedlab.paths import local_data_dir
+from seedlab.data.paths import local_data_dir
 
 WIKITEXT_FILES = {
     "train": ["wiki.train.tokens.part1", "wiki.train.tokens.part2", "wiki.train.tokens.part3"],

@@ -2,8 +2,8 @@
 predict, log one MLflow run. It knows nothing of the grid around it.
 
 A cell is a dict: task, model, pretrain_seed, finetune_seed, optional init/order/dropout seed overrides,
-optional `method` (a mitigation method of `seedlab.mitigation`, default "standard"),
-`hparams` (see `seedlab.finetune.Hyperparameters`) and `data` (max_train, max_eval, data_seed).
+optional `method` (a mitigation method of `seedlab.train.mitigation`, default "standard"),
+`hparams` (see `seedlab.train.finetune.Hyperparameters`) and `data` (max_train, max_eval, data_seed).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from seedlab import __version__
-from seedlab.finetune import Hyperparameters, encode, finetune, first_token_states, predict
-from seedlab.mitigation import prepare, validate_method
-from seedlab.seeds import trial_seeds
-from seedlab.tasks import EVAL_SPLIT, get_task, holdout_split, load_task
+from seedlab.train.finetune import Hyperparameters, encode, finetune, first_token_states, predict
+from seedlab.train.mitigation import prepare, validate_method
+from seedlab.train.seeds import trial_seeds
+from seedlab.data.tasks import EVAL_SPLIT, get_task, holdout_split, load_task
 
 # holdout: a fraction of the training split to evaluate on instead of the evaluation split (tuning stages).
 DATA_DEFAULTS = {"max_train": None, "max_eval": None, "data_seed": 0, "holdout": None}
@@ -49,15 +49,16 @@ def resolve_cell(cell: dict) -> dict:
 
 
 def trial_key(cell: dict) -> str:
-    """A deterministic id of the computation a cell describes: equal cells, equal keys.
+    """A deterministic id of the computation a cell describes: equal cells, equal keys (`contract.trial_key`).
 
     The method enters the key only when it is not "standard", so runs logged before mitigation methods existed
     keep their keys (and are not run again)."""
+    from seedlab.store.contract import trial_key as key_of_resolved
+
     resolved = resolve_cell(cell)
     if resolved["method"] == "standard":
         del resolved["method"]
-    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+    return key_of_resolved(resolved)
 
 
 def hp_config_id(hparams: dict) -> str:
@@ -67,9 +68,10 @@ def hp_config_id(hparams: dict) -> str:
 
 
 def run_name(cell: dict) -> str:
-    method = cell.get("method", "standard")
-    suffix = "" if method == "standard" else f"/{method}"
-    return f"{cell['task']}/{cell['model']}/p{cell['pretrain_seed']}/f{cell['finetune_seed']}{suffix}"
+    from seedlab.store.contract import trial_run_name
+
+    return trial_run_name(cell["task"], cell["model"], cell["pretrain_seed"], cell["finetune_seed"],
+                          cell.get("method", "standard"))
 
 
 @dataclass
@@ -89,9 +91,9 @@ def execute_trial(cell: dict, device: str | None = None, tracking_uri: str | Non
     """Fine-tune and predict for one cell; no tracking. Deterministic on CPU."""
     import torch
 
-    from seedlab.checkpoints import find_checkpoint, require_checkpoint
-    from seedlab.metrics import score
-    from seedlab.models import resolve_model
+    from seedlab.store.checkpoints import find_checkpoint, require_checkpoint
+    from seedlab.stats.metrics import score
+    from seedlab.train.models import resolve_model
 
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -135,45 +137,48 @@ def execute_trial(cell: dict, device: str | None = None, tracking_uri: str | Non
 def run_trial(config: dict) -> dict:
     """The Ray Tune trainable. `config`: {"cell": ..., "context": {tracking_uri, experiment_id, parent_run_id,
     sweep, git_commit}}. Skips cells already FINISHED in the store (so retries never duplicate a run)."""
-    from seedlab.predictions import write_predictions, write_representations
-    import ray
-
-    from seedlab.tracking import TAG_GIT, TAG_KIND, TAG_NODE, TAG_SWEEP, TAG_TRIAL_KEY, TAG_VERSION, client, log_run
+    from seedlab.store.contract import TAG_TRIAL_KEY, client, first_run
 
     cell, ctx = config["cell"], config["context"]
     key = trial_key(cell)
     store = client(ctx["tracking_uri"])
-    existing = store.search_runs(
-        [ctx["experiment_id"]],
-        filter_string=f"tags.`{TAG_TRIAL_KEY}` = '{key}' and attributes.status = 'FINISHED'",
-        max_results=1,
-    )
+    existing = first_run(store, [ctx["experiment_id"]], tags={TAG_TRIAL_KEY: key})
     if existing:
-        return _report({"skipped": 1, "run_id": existing[0].info.run_id})
+        return _report({"skipped": 1, "run_id": existing.info.run_id})
     started = time.perf_counter()
     outcome = execute_trial(cell, tracking_uri=ctx["tracking_uri"])
-    # Results are written locally first and kept if logging fails, so a retry can see what was computed.
-    out_dir = Path(tempfile.mkdtemp(prefix=f"seedlab-{key}-"))
+    with tempfile.TemporaryDirectory(prefix=f"seedlab-{key}-") as tmp:  # removed once logged, or on failure
+        run_id, log_seconds = _log_outcome(store, ctx, cell, key, outcome, Path(tmp))
+    return _report({**outcome.metrics, "run_id": run_id, "skipped": 0, "time_log_s": log_seconds,
+                    "time_trial_s": time.perf_counter() - started,
+                    **{f"time_{k}_s": v for k, v in outcome.timings.items()}})
+
+
+def _log_outcome(store, ctx: dict, cell: dict, key: str, outcome: TrialOutcome, out_dir: Path) -> tuple[str, float]:
+    """Write the outcome's artifacts into `out_dir` and log the trial's one run; (run id, seconds spent)."""
+    import ray
+
+    from seedlab.store.contract import (KIND_TRIAL, PREDICTIONS_DIR, REPRESENTATIONS_DIR, TAG_GIT, TAG_KIND, TAG_NODE,
+                                        TAG_SWEEP, TAG_TRIAL_KEY, TAG_TUNING_CHOICE, TAG_VERSION, log_run)
+    from seedlab.store.predictions import write_predictions, write_representations
+
     parquet = write_predictions(out_dir / f"{EVAL_SPLIT}.parquet", outcome.instance_ids, outcome.labels,
                                 outcome.predictions, outcome.probs)
-    artifacts = {"predictions": str(parquet)}
+    artifacts = {PREDICTIONS_DIR: str(parquet)}
     if outcome.representations is not None:
-        artifacts["representations"] = str(write_representations(out_dir / f"{EVAL_SPLIT}.safetensors",
-                                                                 outcome.representations))
+        artifacts[REPRESENTATIONS_DIR] = str(write_representations(out_dir / f"{EVAL_SPLIT}.safetensors",
+                                                                   outcome.representations))
     t_log = time.perf_counter()
     metrics = [(k, v, 0) for k, v in outcome.metrics.items()]
     metrics += [("train_loss", loss, step) for step, loss in outcome.loss_curve]
     metrics += [(f"time_{k}_s", v, 0) for k, v in outcome.timings.items()]
-    tags = {TAG_KIND: "trial", TAG_SWEEP: ctx["sweep"], TAG_TRIAL_KEY: key, TAG_GIT: ctx.get("git_commit", "unknown"),
+    tags = {TAG_KIND: KIND_TRIAL, TAG_SWEEP: ctx["sweep"], TAG_TRIAL_KEY: key, TAG_GIT: ctx.get("git_commit", "unknown"),
             TAG_VERSION: __version__, TAG_NODE: ray.get_runtime_context().get_node_id()}
     if cell.get("tuning_choice"):
-        tags["seedlab.tuning_choice"] = cell["tuning_choice"]  # the tuning run that chose these hyperparameters
+        tags[TAG_TUNING_CHOICE] = cell["tuning_choice"]  # the tuning run that chose these hyperparameters
     run_id = log_run(store, ctx["experiment_id"], run_name(cell), outcome.params, metrics, tags,
                      artifacts, parent_run_id=ctx.get("parent_run_id"))
-    log_seconds = time.perf_counter() - t_log
-    return _report({**outcome.metrics, "run_id": run_id, "skipped": 0, "time_log_s": log_seconds,
-                    "time_trial_s": time.perf_counter() - started,
-                    **{f"time_{k}_s": v for k, v in outcome.timings.items()}})
+    return run_id, time.perf_counter() - t_log
 
 
 def _report(result: dict) -> dict:

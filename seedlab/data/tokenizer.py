@@ -11,7 +11,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from seedlab.paths import cache_dir
+from seedlab.data.paths import cache_dir
 
 VOCAB_SIZE = 8192
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -25,7 +25,7 @@ def train_wordpiece(vocab_size: int = VOCAB_SIZE):
     """Train an uncased BERT WordPiece tokenizer on WikiText-2 train (a few seconds)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    from seedlab.corpus import wikitext_lines
+    from seedlab.data.corpus import wikitext_lines
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)

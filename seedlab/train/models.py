@@ -3,7 +3,7 @@
 `model` is a BERT size name (tiny ... large, Turc et al.'s miniature shapes), a hub name (with an optional
 `{seed}` placeholder filled by the pretraining seed, e.g. `google/multiberts-seed_{seed}`) or a local path.
 For size names the backbone comes from a seedlab-pretrained checkpoint when one exists for
-(size, pretraining seed) (`seedlab.checkpoints`), else it is randomly initialised from the pretraining seed.
+(size, pretraining seed) (`seedlab.store.checkpoints`), else it is randomly initialised from the pretraining seed.
 """
 
 from __future__ import annotations
@@ -13,18 +13,8 @@ from pathlib import Path
 
 import torch
 
+from seedlab.data.catalog import BERT_SIZES, MAX_POSITIONS  # noqa: F401 (re-exported: the sizes built here)
 from seedlab.errors import SeedlabError
-
-# name -> (layers, hidden size); heads = hidden / 64 and the feed-forward width is 4 x hidden, as in BERT.
-BERT_SIZES: dict[str, tuple[int, int]] = {
-    "tiny": (2, 128),
-    "mini": (4, 256),
-    "small": (4, 512),
-    "medium": (8, 512),
-    "base": (12, 768),
-    "large": (24, 1024),
-}
-MAX_POSITIONS = 512
 
 
 def validate_model(model: str) -> None:
@@ -64,7 +54,7 @@ def resolve_model(
 ) -> ResolvedModel:
     """Build the classifier for (model, pretrain_seed); the new head is initialised from `init_seed` only.
 
-    `checkpoint`: a pretrained backbone for this (size, pretraining seed) (see `seedlab.checkpoints`);
+    `checkpoint`: a pretrained backbone for this (size, pretraining seed) (see `seedlab.store.checkpoints`);
     without one, a size's backbone is drawn at random from the pretraining seed.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
@@ -80,7 +70,7 @@ def resolve_model(
         classifier = AutoModelForSequenceClassification.from_pretrained(name, num_labels=num_labels)
         return ResolvedModel(classifier, AutoTokenizer.from_pretrained(name), f"hub:{name}")
 
-    from seedlab.tokenizer import load_tokenizer
+    from seedlab.data.tokenizer import load_tokenizer
 
     if checkpoint is not None:
         from transformers import AutoTokenizer as _Tok, BertModel

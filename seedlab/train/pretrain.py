@@ -3,7 +3,7 @@
 One pretraining seed decides everything random in a family, through separate streams (`pretrain_seeds`):
 
 - initialisation: `torch.manual_seed(seed)` then `BertModel(bert_config(size))`, exactly how
-  `seedlab.models.resolve_model` draws a random backbone, so step 0 of pretraining IS the random-init
+  `seedlab.train.models.resolve_model` draws a random backbone, so step 0 of pretraining IS the random-init
   baseline of that seed (the MLM head is drawn afterwards from its own derived seed);
 - data order: a private generator (`pretrain_order`) permutes the packed blocks every epoch;
 - masking: a private generator (`pretrain_mask`);
@@ -18,8 +18,8 @@ Evaluation: MLM loss / perplexity / accuracy on a fixed subset of WikiText-2 val
 masking, the same for every seed and size, before and after pretraining.
 
 `run_pretrain_stage` runs (size x pretraining seed) trials through Ray Tune; each logs one MLflow run
-(`seedlab.kind = pretrain`) whose `checkpoint/` artifact `seedlab.checkpoints.find_checkpoint` resolves.
-`python -m seedlab.pretrain --evidence` shows that the pretraining is real (see docs/pretraining.md).
+(`seedlab.kind = pretrain`) whose `checkpoint/` artifact `seedlab.store.checkpoints.find_checkpoint` resolves.
+`python -m seedlab.train.pretrain --evidence` shows that the pretraining is real (see docs/pretraining.md).
 """
 
 from __future__ import annotations
@@ -41,12 +41,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seedlab.data.catalog import BERT_SIZES
 from seedlab.errors import SeedlabError
-from seedlab.models import BERT_SIZES
-from seedlab.seeds import derive_seed
+from seedlab.store.contract import KIND_PRETRAIN as PRETRAIN_KIND, TAG_PRETRAIN_KEY
+from seedlab.train.seeds import derive_seed
 
-PRETRAIN_KIND = "pretrain"  # the value of the seedlab.kind tag on pretraining runs
-TAG_PRETRAIN_KEY = "seedlab.pretrain_key"
 PRETRAIN_SEED_PURPOSES = ("pretrain_head", "pretrain_order", "pretrain_mask", "pretrain_dropout")
 # The validation subset and its masking are fixed: equal for every seed and size, before and after pretraining.
 EVAL_BLOCKS_SEED = derive_seed(0, "pretrain_eval_blocks")
@@ -117,7 +116,7 @@ def pack_blocks(lines, tokenizer, max_seq_length: int) -> torch.Tensor:
 def load_blocks(split: str, tokenizer, max_seq_length: int, max_lines: int | None = None) -> torch.Tensor:
     from itertools import islice
 
-    from seedlab.corpus import wikitext_lines
+    from seedlab.data.corpus import wikitext_lines
 
     return pack_blocks(islice(wikitext_lines(split), max_lines), tokenizer, max_seq_length)
 
@@ -161,10 +160,10 @@ def init_mlm_model(size: str, pretrain_seed: int, vocab_size: int):
     """BertForMaskedLM whose backbone (pooler included) is exactly resolve_model's random backbone of the seed."""
     from transformers import BertForMaskedLM, BertModel
 
-    from seedlab.models import bert_config
+    from seedlab.train.models import bert_config
 
     config = bert_config(size, vocab_size)
-    torch.manual_seed(pretrain_seed)  # as seedlab.models.resolve_model: the pretraining seed alone decides it
+    torch.manual_seed(pretrain_seed)  # as seedlab.train.models.resolve_model: the pretraining seed alone decides it
     backbone = BertModel(config)  # with its pooler, which MLM never trains (kept as drawn, saved, documented)
     torch.manual_seed(pretrain_seeds(pretrain_seed)["head_seed"])
     model = BertForMaskedLM(config)
@@ -247,7 +246,7 @@ class PretrainResult:
 
 def pretrain(config: PretrainConfig, device: str | None = None, on_log=None) -> PretrainResult:
     """Pretrain one (size, seed) family member with masked-LM. Deterministic on CPU for a given thread count."""
-    from seedlab.tokenizer import load_tokenizer
+    from seedlab.data.tokenizer import load_tokenizer
 
     config.validate()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -301,7 +300,7 @@ def pretrain(config: PretrainConfig, device: str | None = None, on_log=None) -> 
 
 def save_checkpoint(result: PretrainResult, directory: Path) -> Path:
     """Write a loadable checkpoint (safetensors, config.json, tokenizer, seedlab-pretrain.json) atomically."""
-    from seedlab.checkpoints import RECORD_FILE
+    from seedlab.store.checkpoints import RECORD_FILE
 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -325,7 +324,7 @@ def save_checkpoint(result: PretrainResult, directory: Path) -> Path:
 
 @dataclass(frozen=True)
 class StageResources:
-    """Per-trial resources of a pretraining stage, as `seedlab.sweep.SweepSpec.resources` does for fine-tuning."""
+    """Per-trial resources of a pretraining stage, as `seedlab.run.sweep.SweepSpec.resources` does for fine-tuning."""
 
     cpus_per_trial: float = 1.0
     gpu_fraction: dict = field(default_factory=lambda: dict(PRETRAIN_GPU_FRACTION))  # per size; others: 1.0
@@ -370,33 +369,15 @@ def stage_configs(sizes, pretrain_seeds, config_by_size: dict) -> list[PretrainC
 
 def finished_pretrain_runs(store, experiment_ids: list[str]) -> dict[str, str]:
     """{pretrain key: run id} of the FINISHED pretraining runs of these experiments."""
-    from seedlab.tracking import TAG_KIND
+    from seedlab.store.contract import finished_runs_by_tag
 
-    runs = store.search_runs(experiment_ids, filter_string=f"tags.`{TAG_KIND}` = '{PRETRAIN_KIND}' and "
-                             "attributes.status = 'FINISHED'", max_results=50000)
-    return {r.data.tags[TAG_PRETRAIN_KEY]: r.info.run_id for r in runs if TAG_PRETRAIN_KEY in r.data.tags}
-
-
-class _DirectoryArtifacts:
-    """An MlflowClient whose log_artifact also takes a directory, so `tracking.log_run` can log `checkpoint/`."""
-
-    def __init__(self, store):
-        self._store = store
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
-
-    def log_artifact(self, run_id, local_path, artifact_path=None):
-        if Path(local_path).is_dir():
-            return self._store.log_artifacts(run_id, local_path, artifact_path)
-        return self._store.log_artifact(run_id, local_path, artifact_path)
+    return finished_runs_by_tag(store, experiment_ids, PRETRAIN_KIND, TAG_PRETRAIN_KEY)
 
 
 def log_pretrain_run(store, experiment_id: str, result: PretrainResult, checkpoint: Path, context: dict) -> str:
     """One FINISHED MLflow run: params, loss curve, before/after metrics, throughput, `checkpoint/` artifact."""
     from seedlab import __version__
-    from seedlab.checkpoints import CHECKPOINT_ARTIFACT
-    from seedlab.tracking import TAG_GIT, TAG_KIND, TAG_VERSION, log_run
+    from seedlab.store.contract import CHECKPOINT_DIR, TAG_GIT, TAG_KIND, TAG_VERSION, log_run, pretrain_run_name
 
     config = result.config
     params = {**config.as_params(), **pretrain_seeds(config.pretrain_seed), "device": result.device,
@@ -406,8 +387,8 @@ def log_pretrain_run(store, experiment_id: str, result: PretrainResult, checkpoi
               "eval_masked_tokens": result.after["masked_tokens"]}
     tags = {TAG_KIND: PRETRAIN_KIND, TAG_PRETRAIN_KEY: config.key(), TAG_GIT: context.get("git_commit", "unknown"),
             TAG_VERSION: __version__}
-    return log_run(_DirectoryArtifacts(store), experiment_id, f"pretrain/{config.size}/p{config.pretrain_seed}",
-                   params, result.metrics(), tags, {CHECKPOINT_ARTIFACT: str(checkpoint)})
+    return log_run(store, experiment_id, pretrain_run_name(config.size, config.pretrain_seed),
+                   params, result.metrics(), tags, {CHECKPOINT_DIR: str(checkpoint)})
 
 
 def run_pretrain_trial(config: dict) -> dict:
@@ -415,14 +396,13 @@ def run_pretrain_trial(config: dict) -> dict:
     Skips a family already FINISHED in the store, so retries never duplicate a run."""
     from ray import tune
 
-    from seedlab.tracking import client
+    from seedlab.store.contract import client, first_run
 
     job, ctx = PretrainConfig(**config["job"]), config["context"]
     store = client(ctx["tracking_uri"])
-    existing = store.search_runs([ctx["experiment_id"]], max_results=1, filter_string=(
-        f"tags.`{TAG_PRETRAIN_KEY}` = '{job.key()}' and attributes.status = 'FINISHED'"))
+    existing = first_run(store, [ctx["experiment_id"]], tags={TAG_PRETRAIN_KEY: job.key()})
     if existing:
-        report = {"skipped": 1, "run_id": existing[0].info.run_id}
+        report = {"skipped": 1, "run_id": existing.info.run_id}
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
         result = pretrain(job)
@@ -447,9 +427,9 @@ def run_pretrain_stage(sizes, pretrain_seeds, config_by_size: dict | None = None
     import ray
     from ray import tune
 
-    from seedlab.checkpoints import pretrain_experiment
-    from seedlab.progress import SweepProgress, tune_callback
-    from seedlab.tracking import client, get_or_create_experiment, git_commit, resolve_tracking_uri
+    from seedlab.store.checkpoints import pretrain_experiment
+    from seedlab.run.progress import SweepProgress, tune_callback
+    from seedlab.store.contract import client, get_or_create_experiment, git_commit, resolve_tracking_uri
 
     configs = stage_configs(sizes, pretrain_seeds, config_by_size or {})
     resources = resources or StageResources()
@@ -464,7 +444,7 @@ def run_pretrain_stage(sizes, pretrain_seeds, config_by_size: dict | None = None
           f"{len(configs) - len(todo)} already pretrained (in this store), {len(todo)} to run", file=out, flush=True)
     failed = 0
     if todo:
-        if not ray.is_initialized():  # as seedlab.sweep: RAY_ADDRESS joins a cluster, else a local runtime starts
+        if not ray.is_initialized():  # as seedlab.run.sweep: RAY_ADDRESS joins a cluster, else a local runtime starts
             address = os.environ.get("RAY_ADDRESS") or None
             if address and address.startswith("http"):
                 address = "auto"
@@ -524,8 +504,8 @@ def evidence(sizes=("tiny",), pretrain_seed: int = 0, finetune_seeds=(0, 1, 2), 
     """Pretrain each size, then fine-tune SST-2 from (a) the checkpoint and (b) random init of the same seed with
     the same budget, at each fine-tuning learning rate (so neither init is judged at a rate that suits only the
     other). No Ray, no MLflow: the checkpoint goes to a temporary $SEEDLAB_CHECKPOINTS."""
-    from seedlab.checkpoints import checkpoint_dir
-    from seedlab.trial import execute_trial
+    from seedlab.store.checkpoints import checkpoint_dir
+    from seedlab.run.trial import execute_trial
 
     finetune = finetune or EVIDENCE_FINETUNE
     report = {"finetune": finetune, "finetune_seeds": list(finetune_seeds), "learning_rates": list(learning_rates),
@@ -569,7 +549,7 @@ def evidence(sizes=("tiny",), pretrain_seed: int = 0, finetune_seeds=(0, 1, 2), 
     return report
 
 
-# --- command line (`python -m seedlab.pretrain`; the lead wires the same into `seedlab pretrain`) ---------------
+# --- command line (`python -m seedlab.train.pretrain`; the lead wires the same into `seedlab pretrain`) ---------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--sizes", default="tiny", help=f"comma-separated BERT sizes ({', '.join(BERT_SIZES)})")
@@ -618,7 +598,7 @@ def command(args) -> int:
     return 1 if result.failed else 0
 
 
-def main(argv=None, prog: str = "python -m seedlab.pretrain") -> int:
+def main(argv=None, prog: str = "python -m seedlab.train.pretrain") -> int:
     parser = add_arguments(argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0]))
     try:
         return command(parser.parse_args(argv))
@@ -628,7 +608,7 @@ def main(argv=None, prog: str = "python -m seedlab.pretrain") -> int:
 
 
 if __name__ == "__main__":
-    # Run the importable module, not __main__: Ray pickles the trainable by reference to seedlab.pretrain.
-    from seedlab.pretrain import main as _main
+    # Run the importable module, not __main__: Ray pickles the trainable by reference to seedlab.train.pretrain.
+    from seedlab.train.pretrain import main as _main
 
     sys.exit(_main())

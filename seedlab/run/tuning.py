@@ -3,7 +3,7 @@
 As Zhong et al. tune batch size x learning rate on an 80/20 split of train before running seeds, each
 (task, model) gets a Ray Tune search over `TuningSpec.search_space` (Ray Tune domains: `tune.choice`,
 `tune.loguniform`, `tune.grid_search`, ...), evaluated on a held-out part of the TRAINING split
-(`seedlab.tasks.holdout_split`; the evaluation split is never seen), each configuration with a few
+(`seedlab.data.tasks.holdout_split`; the evaluation split is never seen), each configuration with a few
 fine-tuning seeds. The criterion is the task's headline metric, averaged over those seeds (higher is
 better). Search: "random"/"grid" (Ray's BasicVariantGenerator) or "optuna" (TPE, model-based); ASHA
 may stop configurations early, treating each finished seed as one step (tuning stages only).
@@ -22,10 +22,9 @@ import sys
 from dataclasses import dataclass, field
 
 from seedlab.errors import SeedlabError, choice_error
-from seedlab.finetune import Hyperparameters
+from seedlab.train.finetune import Hyperparameters
 
-TAG_TUNING_KEY = "seedlab.tuning_key"
-TAG_TUNING_CHOICE = "seedlab.tuning_choice"
+from seedlab.store.contract import TAG_TUNING_CHOICE, TAG_TUNING_KEY  # noqa: F401 (re-exported)
 ALGORITHMS = ("random", "grid", "optuna")
 
 
@@ -76,8 +75,8 @@ def run_tuning_trial(config: dict) -> None:
     """Ray Tune trainable: one configuration, its seeds in turn, reporting the running mean criterion."""
     from ray import tune
 
-    from seedlab.tracking import TAG_KIND, TAG_SWEEP, client, log_run
-    from seedlab.trial import execute_trial, run_name
+    from seedlab.run.trial import execute_trial, run_name
+    from seedlab.store.contract import KIND_TUNING, TAG_KIND, TAG_SWEEP, client, log_run, tuning_run_name
 
     ctx, base = config["context"], config["cell"]
     hparams = {**base["hparams"], **{k: config[k] for k in ctx["space_keys"]}}
@@ -91,8 +90,8 @@ def run_tuning_trial(config: dict) -> None:
         params = {**outcome.params, "tuning_seeds": ",".join(map(str, ctx["seeds"][:step]))}
         if step == len(ctx["seeds"]):  # one MLflow run per configuration, with every seed's value
             metrics = [(f"holdout_{ctx['metric']}", v, i) for i, v in enumerate(values)] + [("criterion", mean, 0)]
-            log_run(client(ctx["tracking_uri"]), ctx["experiment_id"], f"tune/{run_name(cell)}", params, metrics,
-                    {TAG_KIND: "tuning", TAG_SWEEP: ctx["sweep"], TAG_TUNING_KEY: ctx["tuning_key"]}, {},
+            log_run(client(ctx["tracking_uri"]), ctx["experiment_id"], tuning_run_name(run_name(cell)), params,
+                    metrics, {TAG_KIND: KIND_TUNING, TAG_SWEEP: ctx["sweep"], TAG_TUNING_KEY: ctx["tuning_key"]}, {},
                     parent_run_id=ctx["parent_run_id"])
         tune.report({"criterion": mean, "seeds_done": step, **{k: hparams[k] for k in ctx["space_keys"]}})
 
@@ -100,15 +99,13 @@ def run_tuning_trial(config: dict) -> None:
 def find_choice(spec: TuningSpec, task: str, model: str, base_hparams: dict, data: dict, pretrained: bool,
                 store, experiment_id: str) -> TuningChoice | None:
     """The finished choice of an identical search in this experiment, if there is one."""
-    from seedlab.tasks import get_task
-    from seedlab.tracking import TAG_KIND
+    from seedlab.data.tasks import get_task
+    from seedlab.store.contract import KIND_TUNING_CHOICE, first_run
 
     key = spec.key(task, model, base_hparams, data, pretrained)
-    done = store.search_runs([experiment_id], filter_string=f"tags.`{TAG_TUNING_KEY}` = '{key}' and "
-                             f"tags.`{TAG_KIND}` = 'tuning_choice' and attributes.status = 'FINISHED'", max_results=1)
-    if not done:
+    run = first_run(store, [experiment_id], KIND_TUNING_CHOICE, tags={TAG_TUNING_KEY: key})
+    if run is None:
         return None
-    run = done[0]
     chosen = {k: type(getattr(Hyperparameters(), k))(v) for k, v in run.data.params.items()
               if k in Hyperparameters.__dataclass_fields__}
     return TuningChoice(task, model, chosen, get_task(task).metrics[0], run.data.metrics.get("criterion", float("nan")),
@@ -117,13 +114,16 @@ def find_choice(spec: TuningSpec, task: str, model: str, base_hparams: dict, dat
 
 def tune_hyperparameters(spec: TuningSpec, task: str, model: str, base_hparams: dict, data: dict, pretrained: bool,
                          store, experiment_id: str, tracking_uri: str, sweep: str, parent_run_id: str,
-                         resources, out=sys.stdout, pretrain_key: str | None = None) -> TuningChoice:
-    """Run the search for (task, model) (Ray must be initialised) and record the choice."""
-    from mlflow.entities import Param
+                         resources, out=sys.stdout, pretrain_key: str | None = None,
+                         pretrain_seed: int = 0) -> TuningChoice:
+    """Run the search for (task, model) (Ray must be initialised) and record the choice.
+
+    `pretrain_seed` and `pretrain_key`: the one seed family the search fine-tunes from (a sweep passes its
+    first pretraining seed and that family's checkpoint key)."""
     from ray import tune
 
-    from seedlab.tasks import get_task
-    from seedlab.tracking import TAG_KIND, retry
+    from seedlab.data.tasks import get_task
+    from seedlab.store.contract import KIND_TUNING_CHOICE, TAG_KIND, log_run, tuning_choice_run_name
 
     spec.validate()
     key = spec.key(task, model, base_hparams, data, pretrained)
@@ -140,7 +140,7 @@ def tune_hyperparameters(spec: TuningSpec, task: str, model: str, base_hparams: 
         from ray.tune.schedulers import ASHAScheduler
 
         scheduler = ASHAScheduler(time_attr="seeds_done", max_t=len(spec.seeds), grace_period=1)
-    base_cell = {"task": task, "model": model, "pretrain_seed": 0, "hparams": dict(base_hparams), "data": dict(data),
+    base_cell = {"task": task, "model": model, "pretrain_seed": pretrain_seed, "hparams": dict(base_hparams), "data": dict(data),
                  "pretrained": pretrained, **({"pretrain_key": pretrain_key} if pretrain_key else {})}
     context = {"tracking_uri": tracking_uri, "experiment_id": experiment_id, "parent_run_id": parent_run_id,
                "sweep": sweep, "tuning_key": key, "seeds": list(spec.seeds), "holdout": spec.holdout,
@@ -161,15 +161,13 @@ def tune_hyperparameters(spec: TuningSpec, task: str, model: str, base_hparams: 
     best = max(complete, key=lambda r: r.metrics["criterion"])
     chosen = {**base_hparams, **{k: best.config[k] for k in spec.search_space}}
     chosen = Hyperparameters(**chosen).as_params()
-    run = retry(store.create_run, experiment_id, run_name=f"tune/{task}/{model}/choice",
-                tags={TAG_KIND: "tuning_choice", TAG_TUNING_KEY: key, "mlflow.parentRunId": parent_run_id,
-                      "seedlab.criterion": f"mean holdout {metric} over seeds {list(spec.seeds)}, max"})
-    retry(store.log_batch, run.info.run_id, params=[Param(k, str(v)) for k, v in
-                                                     {**chosen, "task": task, "model": model,
-                                                      "configurations_tried": len(results)}.items()])
-    retry(store.log_metric, run.info.run_id, "criterion", float(best.metrics["criterion"]))
-    retry(store.set_terminated, run.info.run_id, "FINISHED")
+    run_id = log_run(store, experiment_id, tuning_choice_run_name(task, model),
+                     {**chosen, "task": task, "model": model, "configurations_tried": len(results)},
+                     [("criterion", float(best.metrics["criterion"]), 0)],
+                     {TAG_KIND: KIND_TUNING_CHOICE, TAG_TUNING_KEY: key,
+                      "seedlab.criterion": f"mean holdout {metric} over seeds {list(spec.seeds)}, max"},
+                     {}, parent_run_id=parent_run_id)
     print(f"[tuning] {task}/{model}: chose {({k: chosen[k] for k in spec.search_space})} "
           f"({metric} {best.metrics['criterion']:.4f} on hold-out)", file=out, flush=True)
-    return TuningChoice(task, model, chosen, metric, float(best.metrics["criterion"]), run.info.run_id,
+    return TuningChoice(task, model, chosen, metric, float(best.metrics["criterion"]), run_id,
                         trials=[dict(r.metrics or {}) for r in results])

@@ -3,13 +3,13 @@
 `find_checkpoint(size, pretrain_seed)` looks, in order, at
 
 1. `checkpoint_dir(size, seed)`: `$SEEDLAB_CHECKPOINTS/bert-<size>/seed_<seed>` (default
-   `<cache>/checkpoints/...`), where a checkpoint placed by hand or by `seedlab.pretrain.save_checkpoint`
+   `<cache>/checkpoints/...`), where a checkpoint placed by hand or by `seedlab.train.pretrain.save_checkpoint`
    lives. A local checkpoint always wins;
 2. the newest FINISHED pretraining run of the family in MLflow (`seedlab.kind = pretrain`, see
-   `seedlab.pretrain`): tracking URI from `$MLFLOW_TRACKING_URI` (else the default local store), experiment
+   `seedlab.train.pretrain`): tracking URI from `$MLFLOW_TRACKING_URI` (else the default local store), experiment
    from `$SEEDLAB_PRETRAIN_EXPERIMENT` (else "seedlab-pretrain"); both can be passed explicitly. The run's
    `checkpoint/` artifact is downloaded once per node into `<checkpoints root>/runs/<run id>` under a file
-   lock with an atomic rename (as `seedlab.tokenizer` does). Keyed by run id, a download is never stale:
+   lock with an atomic rename (as `seedlab.data.tokenizer` does). Keyed by run id, a download is never stale:
    pretraining a family again gives a new run and a new directory.
 
 With `key=` (a `PretrainConfig.key()`) only a checkpoint of exactly that pretraining configuration is taken, and
@@ -21,7 +21,7 @@ A checkpoint is a `BertForMaskedLM` directory (config.json, model.safetensors, t
 `BertModel.from_pretrained(path)` finds every weight it needs (the `bert.` prefix is stripped by
 transformers; the MLM head `cls.*` is reported as unused) and draws nothing at random. MLM does not train the
 pooler: it is the pooler drawn from the pretraining seed at initialisation, exactly the one a random backbone
-of that seed has (`seedlab.models.resolve_model`).
+of that seed has (`seedlab.train.models.resolve_model`).
 
 Hub families (`hub_family_name`): "multiberts" -> `google/multiberts-seed_<p>` (25 seeds, 0-24, all BERT-base);
 a size name -> Google's BERT miniature of that shape (Turc et al. 2019), which exists for one pretraining seed only.
@@ -38,13 +38,13 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from seedlab.data.paths import cache_dir, default_tracking_uri
 from seedlab.errors import SeedlabError
-from seedlab.paths import cache_dir, default_tracking_uri
+from seedlab.store.contract import CHECKPOINT_DIR as CHECKPOINT_ARTIFACT  # the artifact dir of a pretraining run
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PRETRAIN_EXPERIMENT = "seedlab-pretrain"
-CHECKPOINT_ARTIFACT = "checkpoint"  # the artifact directory of a pretraining run
 RECORD_FILE = "seedlab-pretrain.json"  # config, key and metrics of the pretraining that made a checkpoint
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 MULTIBERTS_SEEDS = range(25)
@@ -118,26 +118,24 @@ def _store(tracking_uri: str | None):
 def find_pretrain_run(size: str, pretrain_seed: int, *, key: str | None = None, tracking_uri: str | None = None,
                       experiment: str | None = None):
     """The newest FINISHED pretraining run of the family (an mlflow Run), or None."""
-    from seedlab.tracking import TAG_KIND
+    from seedlab.store.contract import KIND_PRETRAIN, TAG_PRETRAIN_KEY, retry, run_filter, search_all
 
     store = _store(tracking_uri)
     if store is None:
         return None
-    query = (f"tags.`{TAG_KIND}` = 'pretrain' and attributes.status = 'FINISHED' "
-             f"and params.size = '{size}' and params.pretrain_seed = '{int(pretrain_seed)}'")
+    query = (run_filter(KIND_PRETRAIN, tags={TAG_PRETRAIN_KEY: key} if key is not None else None)
+             + f" and params.size = '{size}' and params.pretrain_seed = '{int(pretrain_seed)}'")
     if key is not None and experiment is None:  # a key names the computation: any experiment of the store will do
-        experiment_ids = [e.experiment_id for e in store.search_experiments()]
+        experiment_ids = [e.experiment_id for e in retry(store.search_experiments)]
     else:
-        found = store.get_experiment_by_name(experiment or pretrain_experiment())
+        found = retry(store.get_experiment_by_name, experiment or pretrain_experiment())
         if found is None:
             return None
         experiment_ids = [found.experiment_id]
-    if key is not None:
-        query += f" and tags.`seedlab.pretrain_key` = '{key}'"
-    runs = store.search_runs(experiment_ids, filter_string=query, order_by=["attributes.end_time DESC"],
-                             max_results=10) if experiment_ids else []
+    runs = search_all(store, experiment_ids, query, order_by=["attributes.end_time DESC"],
+                      limit=10) if experiment_ids else []
     name = experiment or pretrain_experiment()
-    if len({r.data.tags.get("seedlab.pretrain_key") for r in runs}) > 1:
+    if len({r.data.tags.get(TAG_PRETRAIN_KEY) for r in runs}) > 1:
         log.warning("experiment %r holds several pretraining configurations of bert-%s seed %s; taking the "
                     "newest run %s (pass key= to choose)", name, size, pretrain_seed, runs[0].info.run_id)
     return runs[0] if runs else None
@@ -172,7 +170,7 @@ def hub_family_name(model: str, pretrain_seed: int) -> str:
     google-bert/bert-large-uncased). These were pretrained once: only pretraining seed 0 exists, and any other
     seed is an error rather than a silent copy of seed 0 (which would fake zero pretraining variance).
     """
-    from seedlab.models import BERT_SIZES
+    from seedlab.data.catalog import BERT_SIZES
 
     if model == "multiberts":
         if pretrain_seed not in MULTIBERTS_SEEDS:

@@ -1,6 +1,6 @@
 """Fine-tuning and prediction: the whole training loop, on one screen.
 
-Randomness has three separate streams (see `seedlab.seeds`): the classifier head was initialised from
+Randomness has three separate streams (see `seedlab.train.seeds`): the classifier head was initialised from
 `init_seed` before this module sees the model; `order_seed` drives a private generator for the data
 order; `dropout_seed` seeds the global torch RNG right before the loop, and nothing else in the loop
 draws from it. On CPU the same inputs give bitwise-identical predictions.
@@ -98,12 +98,12 @@ def finetune(model, train: Encoded, hp: Hyperparameters, order_seed: int, dropou
              device: str = "cpu", log_every: int = 10, on_log=None, param_groups=None,
              after_step=None) -> FinetuneResult:
     """Fine-tune `model` in place. `param_groups`: the AdamW parameter groups, by default decay / no-decay at
-    `hp.weight_decay`, all at `hp.learning_rate` (`seedlab.mitigation.standard_param_groups`); a mitigation method
+    `hp.weight_decay`, all at `hp.learning_rate` (`seedlab.train.mitigation.standard_param_groups`); a mitigation method
     passes `Prepared.param_groups(hp)`. `after_step(optimizer)`, if given, runs after every optimizer step and
     before the schedule advances (`Prepared.after_step`)."""
     from transformers import get_linear_schedule_with_warmup
 
-    from seedlab.mitigation import standard_param_groups
+    from seedlab.train.mitigation import standard_param_groups
 
     regression = model.config.num_labels == 1
     model.to(device).train()

@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass, field
 
 from seedlab.errors import SeedlabError, choice_error
-from seedlab.finetune import Hyperparameters
-from seedlab.mitigation import METHODS, validate_method
-from seedlab.models import BERT_SIZES, validate_model
-from seedlab.progress import SweepProgress, tune_callback
-from seedlab.tasks import TASKS, get_task
+from seedlab.train.finetune import Hyperparameters
+from seedlab.train.mitigation import METHODS, validate_method
+from seedlab.train.models import BERT_SIZES, validate_model
+from seedlab.run.progress import SweepProgress, tune_callback
+from seedlab.data.tasks import TASKS, get_task
 
 # GPU fraction per size, so several small trials share one GPU (the paper profile on a GPU cluster).
 DEFAULT_GPU_FRACTION = {"tiny": 0.125, "mini": 0.125, "small": 0.25, "medium": 0.25, "base": 0.5, "large": 1.0}
@@ -34,7 +34,7 @@ class SweepSpec:
     models: tuple[str, ...]
     pretrain_seeds: tuple[int, ...]
     finetune_seeds: tuple[int, ...]
-    methods: tuple[str, ...] = ("standard",)  # mitigation methods (seedlab.mitigation.METHODS)
+    methods: tuple[str, ...] = ("standard",)  # mitigation methods (seedlab.train.mitigation.METHODS)
     hparams: dict = field(default_factory=dict)  # Hyperparameters fields
     # per-model overrides of `hparams`, e.g. {"mini": {"learning_rate": 3e-4}} (Zhong et al. set them per size)
     model_hparams: dict = field(default_factory=dict)
@@ -44,7 +44,7 @@ class SweepSpec:
     max_failures: int = 2  # retries per trial (FailureConfig)
     pretrained: bool = False  # fine-tune from seedlab-pretrained checkpoints
     log_representations: bool = False  # log each layer's first-token states (Du & Nguyen representation measures)
-    tuning: object = None  # a seedlab.tuning.TuningSpec: choose hyperparameters per (task, model) first
+    tuning: object = None  # a seedlab.run.tuning.TuningSpec: choose hyperparameters per (task, model) first
     # PretrainConfig fields {"*": {...}, size: {...}}: pretrain the missing seed families before fine-tuning
     pretrain: dict | None = None
     description: str = ""
@@ -77,7 +77,7 @@ class SweepSpec:
         if self.tuning is not None:
             self.tuning.validate()
         if self.pretrain is not None:
-            from seedlab.pretrain import stage_configs
+            from seedlab.train.pretrain import stage_configs
 
             if not self.pretrained:
                 raise SeedlabError(f"sweep {self.name!r} has a pretraining stage but pretrained=False")
@@ -86,7 +86,7 @@ class SweepSpec:
     def pretrain_key(self, model: str, pretrain_seed: int) -> str | None:
         if self.pretrain is None:
             return None
-        from seedlab.pretrain import pretrain_config
+        from seedlab.train.pretrain import pretrain_config
 
         return pretrain_config(model, pretrain_seed, self.pretrain).key()
 
@@ -145,9 +145,9 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
     import ray
     from ray import tune
 
-    from seedlab.tracking import client, finished_trial_runs, get_or_create_experiment, git_commit, \
+    from seedlab.store.contract import client, finished_trial_runs, get_or_create_experiment, git_commit, \
         resolve_tracking_uri, retry, start_sweep_run
-    from seedlab.trial import run_trial, trial_key
+    from seedlab.run.trial import run_trial, trial_key
 
     spec.validate()
     experiment = experiment or spec.name
@@ -155,7 +155,7 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
     store = client(uri)
     experiment_id = get_or_create_experiment(store, experiment, uri)
     if spec.pretrain is not None:  # stage 1: the seed families that do not exist yet
-        from seedlab.pretrain import StageResources, run_pretrain_stage
+        from seedlab.train.pretrain import StageResources, run_pretrain_stage
 
         stage = run_pretrain_stage(spec.models, spec.pretrain_seeds, spec.pretrain, experiment=f"{experiment}-pretrain",
                                    tracking_uri=uri, resources=StageResources(cpus_per_trial=spec.cpus_per_trial),
@@ -164,7 +164,7 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
             raise SeedlabError(f"{stage.failed} pretraining families failed (experiment {stage.experiment!r})")
     choices, pending = {}, []
     if spec.tuning is not None:  # reuse finished tuning stages before deciding whether anything must run
-        from seedlab.tuning import find_choice
+        from seedlab.run.tuning import find_choice
 
         for t in spec.tasks:
             for m in spec.models:
@@ -200,12 +200,13 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
               **{f"data_{k}": v for k, v in spec.data.items()}}
     parent = start_sweep_run(store, experiment_id, spec.name, params)
     if pending:
-        from seedlab.tuning import tune_hyperparameters
+        from seedlab.run.tuning import tune_hyperparameters
 
         for t, m in pending:
             choices[(t, m)] = tune_hyperparameters(spec.tuning, t, m, spec.hparams_for(m), spec.data, spec.pretrained, store,
                                                    experiment_id, uri, spec.name, parent, spec.resources(use_gpu), out,
-                                                   pretrain_key=spec.pretrain_key(m, spec.pretrain_seeds[0]))
+                                                   pretrain_key=spec.pretrain_key(m, spec.pretrain_seeds[0]),
+                                                   pretrain_seed=spec.pretrain_seeds[0])
         cells = spec.cells(choices)
         todo = [c for c in cells if trial_key(c) not in done]
         print(f"[{spec.name}] seed stage: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
@@ -265,7 +266,7 @@ def sweep_main(profiles: dict[str, SweepSpec], default_experiment: str, argv=Non
         if args.dry_run:
             cells = spec.cells()
             print(f"{spec.name}: {len(cells)} cells -> experiment {experiment!r}")
-            from seedlab.trial import run_name
+            from seedlab.run.trial import run_name
 
             for cell in cells:
                 print(f"  {run_name(cell)}")

@@ -1,10 +1,10 @@
 """Mitigation methods for fine-tuning instability, as re-assessed by Du & Nguyen (ACL 2023, arXiv 2302.07778).
 
 One function per method (`standard`, `mixout`, `llrd`, `reinit`, `wd_pre`) and the dispatcher `prepare`.
-Each takes the freshly resolved classifier (`seedlab.models.resolve_model`) and returns a `Prepared`:
+Each takes the freshly resolved classifier (`seedlab.train.models.resolve_model`) and returns a `Prepared`:
 
 - `prepared.model`: the model to fine-tune (modified in place; the same object that was passed in);
-- `prepared.param_groups(hp)`: the AdamW parameter groups, used by `seedlab.finetune.finetune` instead of its own
+- `prepared.param_groups(hp)`: the AdamW parameter groups, used by `seedlab.train.finetune.finetune` instead of its own
   (every group keeps seedlab's decay / no-decay split: biases and LayerNorm parameters get no weight decay);
 - `prepared.after_step(optimizer)`: called after every `optimizer.step()` and before `scheduler.step()` (so a
   group's `lr` is the one the step just used); a no-op except for `wd_pre`.
@@ -39,7 +39,7 @@ METHODS = ("standard", "mixout", "llrd", "reinit", "wd_pre")
 
 
 def is_no_decay(name: str) -> bool:
-    """Biases and LayerNorm parameters get no weight decay: the rule `seedlab.finetune` has always used."""
+    """Biases and LayerNorm parameters get no weight decay: the rule `seedlab.train.finetune` has always used."""
     return name.endswith("bias") or "LayerNorm" in name
 
 
@@ -64,7 +64,7 @@ class Prepared:
     hook: Callable | None = None  # optimizer -> None, after each optimizer step
 
     def param_groups(self, hp) -> list[dict]:
-        """AdamW parameter groups for hyperparameters `hp` (`seedlab.finetune.Hyperparameters`)."""
+        """AdamW parameter groups for hyperparameters `hp` (`seedlab.train.finetune.Hyperparameters`)."""
         if self.groups_fn is None:
             return standard_param_groups(self.model, hp)
         return self.groups_fn(hp)
@@ -75,7 +75,7 @@ class Prepared:
 
 
 def standard_param_groups(model: nn.Module, hp) -> list[dict]:
-    """Exactly the groups `seedlab.finetune` built before mitigation methods existed: one decay group at
+    """Exactly the groups `seedlab.train.finetune` built before mitigation methods existed: one decay group at
     `hp.weight_decay`, one no-decay group at 0; no per-group `lr`, so AdamW's `lr=hp.learning_rate` applies."""
     named = list(model.named_parameters())
     return [{"params": [p for n, p in named if not is_no_decay(n)], "weight_decay": hp.weight_decay},
@@ -257,7 +257,7 @@ def reinit(model: nn.Module, init_seed: int = 0, options: dict | None = None) ->
     caller's state is restored afterwards), with `derive_seed(init_seed, "reinit")`: a pure function of
     `init_seed` but a different stream from the one that drew the classifier head from `init_seed`.
     """
-    from seedlab.seeds import derive_seed
+    from seedlab.train.seeds import derive_seed
 
     opts = _options("reinit", options, {"layers": 5, "pooler": True})
     if not isinstance(opts["layers"], int) or isinstance(opts["layers"], bool) or opts["layers"] < 0:

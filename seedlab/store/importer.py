@@ -53,12 +53,12 @@ ZHOU_MODEL = "bert-base-zhou2020"
 ZHOU_PRETRAIN_SEED = 0  # one public BERT-base checkpoint for every run
 ZHOU_SOURCE = "zhou2020"
 # set folder -> (seedlab task name, gold file under the data dir, instance id prefix). Ids of dev-matched are
-# `dev-{index:06d}`, the scheme seedlab.tasks gives its own MNLI rows.
+# `dev-{index:06d}`, the scheme seedlab.data.tasks gives its own MNLI rows.
 ZHOU_GOLD = {
     "mnli": ("mnli", "glue/MNLI/dev_matched.tsv", "dev"),
     "mnli-mm": ("mnli-mm", "glue/MNLI/dev_mismatched.tsv", "dev_mm"),
 }
-MNLI_LABELS = ("entailment", "neutral", "contradiction")  # seedlab's MNLI convention (seedlab.tasks)
+MNLI_LABELS = ("entailment", "neutral", "contradiction")  # seedlab's MNLI convention (seedlab.data.tasks)
 ACCURACY_TOLERANCE = 1e-12  # imported accuracy vs the one the source reports
 
 MCCOY_FILES = ("mnli_development_set_number_of_correct_responses.txt", "berts_of_a_feather_accuracies_by_run.csv")
@@ -92,7 +92,7 @@ class ImportedRun:
 
     @property
     def run_name(self) -> str:
-        """Same shape as `seedlab.trial.run_name`, plus the method when it is not plain fine-tuning."""
+        """Same shape as `seedlab.run.trial.run_name`, plus the method when it is not plain fine-tuning."""
         name = f"{self.task}/{self.model}/p{self.pretrain_seed}/f{self.finetune_seed}"
         return name if self.method == "standard" else f"{name}/{self.method}"
 
@@ -113,7 +113,7 @@ class ImportPlan:
     format: str
     source: str  # absolute path of the folder
     source_id: str  # the folder's name: with a run's name, it makes the trial key
-    sweep: str  # the seedlab.sweep tag: "import:<name>"
+    sweep: str  # the seedlab.run.sweep tag: "import:<name>"
     default_experiment: str
     runs: list[ImportedRun]
     notes: list[str] = field(default_factory=list)  # what was left out, and why
@@ -491,7 +491,7 @@ def _read_jsonl(path: Path, where: str) -> _Columns:
 
 
 def _build_generic_runs(rows: list[dict], files: dict[str, Path], columns: dict[str, _Columns]) -> list[ImportedRun]:
-    from seedlab.tasks import TASKS
+    from seedlab.data.tasks import TASKS
 
     runs = []
     for task in dict.fromkeys(r["task"] for r in rows):
@@ -571,8 +571,8 @@ def _check_values(task: str, where: str, c: _Columns, regression: bool, spec) ->
 
 
 def _score_run(run: ImportedRun, where: str) -> dict:
-    from seedlab.metrics import score
-    from seedlab.tasks import TASKS
+    from seedlab.stats.metrics import score
+    from seedlab.data.tasks import TASKS
 
     if run.task in TASKS:
         names = TASKS[run.task].metrics
@@ -603,7 +603,7 @@ def _probs_notes(runs: list[ImportedRun]) -> list[str]:
 def read_zhou2020(folder, data_dir=None) -> ImportPlan:
     """Zhou et al. 2020's seed_<k>/<set>/ files, scored against gold labels from `data_dir` (default: the local
     data dir). Sets without gold labels are skipped and named in the plan's notes."""
-    from seedlab.paths import local_data_dir
+    from seedlab.data.paths import local_data_dir
 
     folder = Path(folder).resolve()
     seed_dirs = sorted((p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"seed_\d+", p.name)),
@@ -644,7 +644,7 @@ def read_zhou2020(folder, data_dir=None) -> ImportPlan:
 
 def _read_mnli_gold(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     """(instance ids `<prefix>-{index:06d}`, labels in seedlab's MNLI order) of an MNLI tsv with index and
-    gold_label columns. The index must be the row position, so the ids equal those seedlab.tasks assigns."""
+    gold_label columns. The index must be the row position, so the ids equal those seedlab.data.tasks assigns."""
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, [])
@@ -659,7 +659,7 @@ def _read_mnli_gold(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
                 raise SeedlabError(f"{where}: has {len(fields)} fields where the header has {len(header)}")
             if fields[i_index].strip() != str(position):
                 raise SeedlabError(f"{where}: index {fields[i_index]!r} is not the row position {position} "
-                                   f"(instance ids must stay dev-{{index:06d}} as in seedlab.tasks)")
+                                   f"(instance ids must stay dev-{{index:06d}} as in seedlab.data.tasks)")
             gold = fields[i_gold].strip()
             if gold not in MNLI_LABELS:
                 raise SeedlabError(f"{where}: gold_label {gold!r} is not one of {', '.join(MNLI_LABELS)}")
@@ -686,7 +686,7 @@ def _load_json_list(path: Path, folder: Path) -> list:
 
 def _read_zhou_run(folder: Path, seed_dir: Path, name: str, task: str, ids: np.ndarray,
                    labels: np.ndarray) -> ImportedRun:
-    from seedlab.metrics import accuracy
+    from seedlab.stats.metrics import accuracy
 
     set_dir = seed_dir / name
     rel = set_dir.relative_to(folder)
@@ -760,7 +760,7 @@ def import_plan(plan: ImportPlan, experiment: str | None = None, tracking_uri: s
                 dry_run: bool = False) -> ImportResult:
     """Log a validated plan: runs already imported (same trial key and content) are skipped; the rest become
     FINISHED trial runs under a new parent run. Checks against the store happen before anything is written."""
-    from seedlab.tracking import client, resolve_tracking_uri
+    from seedlab.store.contract import client, resolve_tracking_uri
 
     experiment = experiment or plan.default_experiment
     uri = resolve_tracking_uri(tracking_uri)
@@ -781,17 +781,14 @@ def import_plan(plan: ImportPlan, experiment: str | None = None, tracking_uri: s
 
 
 def _existing_trials(store, experiment_id: str) -> list:
-    from mlflow.entities import ViewType
+    from seedlab.store.contract import KIND_TRIAL, find_runs
 
-    from seedlab.tracking import TAG_KIND
-
-    return store.search_runs([experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'trial' and "
-                             f"attributes.status = 'FINISHED'", run_view_type=ViewType.ACTIVE_ONLY, max_results=50000)
+    return find_runs(store, [experiment_id], KIND_TRIAL)
 
 
 def _compare_with_store(store, experiment_id, experiment: str, plan: ImportPlan) -> tuple[list, list]:
     """(runs to log, names of runs to skip); errors for changed re-imports, taken cells, mismatched instances."""
-    from seedlab.tracking import TAG_TRIAL_KEY
+    from seedlab.store.contract import TAG_TRIAL_KEY
 
     if experiment_id is None:
         return list(plan.runs), []
@@ -829,8 +826,8 @@ def _compare_with_store(store, experiment_id, experiment: str, plan: ImportPlan)
 
 def _check_store_instances(store, experiment: str, existing: list, todo: list[ImportedRun]) -> None:
     """New runs of a task must predict the same instances, with the same labels, as the runs already there."""
-    from seedlab.predictions import read_predictions
-    from seedlab.tasks import EVAL_SPLIT
+    from seedlab.store.predictions import read_predictions
+    from seedlab.data.tasks import EVAL_SPLIT
 
     for task in dict.fromkeys(r.task for r in todo):
         others = [r for r in existing if r.data.params.get("task") == task]
@@ -860,17 +857,18 @@ def _log(store, uri: str, experiment: str, plan: ImportPlan, todo: list[Imported
     from mlflow.entities import Param
 
     from seedlab import __version__
-    from seedlab.predictions import write_predictions
-    from seedlab.tasks import EVAL_SPLIT
-    from seedlab.tracking import (TAG_GIT, TAG_KIND, TAG_SWEEP, TAG_TRIAL_KEY, TAG_VERSION, get_or_create_experiment,
-                                  git_commit, log_run, retry)
+    from seedlab.store.predictions import write_predictions
+    from seedlab.data.tasks import EVAL_SPLIT
+    from seedlab.store.contract import (KIND_IMPORT, KIND_TRIAL, PREDICTIONS_DIR, TAG_GIT, TAG_KIND, TAG_SWEEP,
+                                        TAG_TRIAL_KEY, TAG_VERSION, get_or_create_experiment, git_commit,
+                                        import_run_name, log_run, retry)
 
     experiment_id = get_or_create_experiment(store, experiment, uri)
     commit = git_commit()
     common = {TAG_SWEEP: plan.sweep, TAG_SOURCE: plan.source, TAG_IMPORT_FORMAT: plan.format, TAG_GIT: commit,
               TAG_VERSION: __version__}
-    parent = retry(store.create_run, experiment_id, run_name=f"import/{plan.source_id}",
-                   tags={**common, TAG_KIND: "import"}).info.run_id
+    parent = retry(store.create_run, experiment_id, run_name=import_run_name(plan.source_id),
+                   tags={**common, TAG_KIND: KIND_IMPORT}).info.run_id
     imported = []
     try:
         params = {"format": plan.format, "source": plan.source, "runs_in_source": len(plan.runs),
@@ -884,10 +882,10 @@ def _log(store, uri: str, experiment: str, plan: ImportPlan, todo: list[Imported
                           "finetune_seed": run.finetune_seed, "method": run.method, "num_eval": len(run.instance_ids),
                           "source_format": plan.format, "source_run": run.source_run, "source_file": run.source_file,
                           **run.extra_params}
-                tags = {**common, TAG_KIND: "trial", TAG_TRIAL_KEY: import_trial_key(plan.source_id, run.source_run),
+                tags = {**common, TAG_KIND: KIND_TRIAL, TAG_TRIAL_KEY: import_trial_key(plan.source_id, run.source_run),
                         TAG_SOURCE_RUN: run.source_run, TAG_IMPORT_DIGEST: run.digest()}
                 metrics = [(k, v, 0) for k, v in run.metrics.items()]
-                run_id = log_run(store, experiment_id, run.run_name, params, metrics, tags, {"predictions": str(path)},
+                run_id = log_run(store, experiment_id, run.run_name, params, metrics, tags, {PREDICTIONS_DIR: str(path)},
                                  parent_run_id=parent)
                 imported.append((run.run_name, run_id))
         retry(store.set_terminated, parent, "FINISHED")
