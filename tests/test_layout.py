@@ -243,3 +243,69 @@ def test_seedlab_analyze_of_a_real_store_loads_no_training_package(tmp_path):
     assert {"seedlab.analysis.loader", "mlflow"} <= imported  # it did read the store
     assert _heavy(imported) == []
     assert np.isfinite(json.loads(out.read_text())["tasks"]["sst2"]["models"]["tiny"]["agreement_pairwise"])
+
+
+# --------------------------------------------------------------------------------------------------
+# what each part imports is declared where that part is installed (pyproject.toml)
+# --------------------------------------------------------------------------------------------------
+
+# imported by seedlab without being a declared runtime dependency, and why that is right
+UNDECLARED_OK = {"requests": "contract.is_transient recognises its errors, under suppress(ImportError); "
+                             "mlflow's HTTP client depends on it"}
+# runtime dependencies that seedlab does not import itself, and who does
+USED_THROUGH_ANOTHER = {"optuna": "ray.tune.search.optuna, the searcher of tuning stages"}
+
+
+def _normalise(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirements(*groups: str) -> set[str]:
+    """Distribution names of the runtime dependencies ("runtime") and of the named extras in pyproject.toml."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = [line for group in groups
+             for line in (project["dependencies"] if group == "runtime" else project["optional-dependencies"][group])]
+    return {_normalise(Requirement(line).name) for line in lines}
+
+
+def _third_party_imports(paths) -> dict[str, set[str]]:
+    """{distribution: files importing it} over `paths` (stdlib, seedlab and sibling scripts left out)."""
+    from importlib.metadata import packages_distributions
+
+    owners = packages_distributions()
+    found: dict[str, set[str]] = {}
+    for path in paths:
+        siblings = {p.stem for p in path.parent.glob("*.py")}
+        for _, name in imported_modules(path.read_text(), module_name(path)):
+            top = name.split(".")[0]
+            if top in sys.stdlib_module_names or top in siblings or top in ("seedlab", "<dynamic>", ""):
+                continue
+            for dist in owners.get(top, [top]):  # an uninstalled module: its own name
+                found.setdefault(_normalise(dist), set()).add(_id(path))
+    return found
+
+
+def _mlflow_family(dists: set[str]) -> set[str]:
+    return {"mlflow" if d.startswith("mlflow-") else d for d in dists}  # mlflow-skinny/-tracing ship `mlflow`
+
+
+def test_every_package_seedlab_imports_is_a_runtime_dependency():
+    imported = _mlflow_family(set(_third_party_imports(sorted(PACKAGE.rglob("*.py")))))
+    assert imported - _requirements("runtime") - set(UNDECLARED_OK) == set()
+
+
+def test_every_runtime_dependency_is_used_by_seedlab():
+    imported = _mlflow_family(set(_third_party_imports(sorted(PACKAGE.rglob("*.py")))))
+    unused = _requirements("runtime") - imported - set(USED_THROUGH_ANOTHER)
+    assert unused == set(), f"runtime dependencies seedlab never imports (a test-only one belongs in [test]): {unused}"
+
+
+def test_every_package_a_benchmark_imports_is_declared():
+    imported = _mlflow_family(set(_third_party_imports(sorted((ROOT / "benchmarks").glob("*.py")))))
+    assert imported - _requirements("runtime", "bench") == set()
