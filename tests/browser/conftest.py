@@ -97,12 +97,22 @@ class Page:
     requests: list = field(default_factory=list)
 
 
+# The MLflow UI opens its Assistant side panel by itself on a browser's first visit, once its own requests
+# have answered: it narrows the page at a moment no test can wait for, moving what a test is about to click.
+# These are the UI's localStorage entries (key_v<version>, JSON) for "already auto-opened" and "closed".
+NO_ASSISTANT_AUTO_OPEN = """try {
+  localStorage.setItem("mlflow.assistant.fab.autoOpenedOnFirstLoad_v1", "true");
+  localStorage.setItem("mlflow.assistant.panelOpen_v1", "false");
+} catch (e) {}"""
+
+
 @pytest.fixture
 def new_page(browser):
     contexts = []
 
     def make(width: int = 1280, height: int = 900) -> Page:
         context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
+        context.add_init_script(NO_ASSISTANT_AUTO_OPEN)
         contexts.append(context)
         page = context.new_page()
         logged = Page(page)
