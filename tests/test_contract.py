@@ -336,11 +336,12 @@ def test_a_tracking_server_that_refuses_is_named_as_refusing():
 
 @pytest.fixture(scope="module")
 def ray_tmpdir(tmp_path_factory):
-    """A local Ray runtime whose workers get their own empty TMPDIR (yielded)."""
+    """A local Ray runtime whose workers get their own empty TMPDIR (yielded) and checkpoint cache."""
     ray = pytest.importorskip("ray")
     tmpdir = tmp_path_factory.mktemp("worker-tmp")
+    checkpoints = tmp_path_factory.mktemp("checkpoints")  # workers read their environment at ray.init
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"TMPDIR": str(tmpdir)}})
+             runtime_env={"env_vars": {"TMPDIR": str(tmpdir), "SEEDLAB_CHECKPOINTS": str(checkpoints)}})
     try:
         yield tmpdir
     finally:
@@ -392,8 +393,7 @@ def test_tuning_fine_tunes_from_the_first_pretraining_seed(ray_tmpdir, tmp_path,
     from seedlab.run.tuning import TuningSpec
     from seedlab.store.contract import KIND_PRETRAIN, KIND_TUNING, KIND_TUNING_CHOICE
 
-    monkeypatch.setenv("SEEDLAB_CHECKPOINTS", str(tmp_path / "checkpoints"))  # an empty download cache
-    monkeypatch.setenv("SEEDLAB_RAY_STORAGE", str(tmp_path / "ray_results"))
+    monkeypatch.setenv("SEEDLAB_RAY_STORAGE", str(tmp_path / "ray_results"))  # the driver's Tune results
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
     spec = SweepSpec(name="p3", tasks=("sst2",), models=("tiny",), pretrain_seeds=(3,), finetune_seeds=(0,),
                      hparams=TINY_CELL["hparams"], data=TINY_CELL["data"], pretrained=True,
@@ -410,6 +410,7 @@ def test_tuning_fine_tunes_from_the_first_pretraining_seed(ray_tmpdir, tmp_path,
     assert tuning.data.params["pretrain_seed"] == "3"
     assert tuning.data.params["init_source"].startswith("checkpoint:")
     assert pretrained.info.run_id in tuning.data.params["init_source"]  # downloaded from that run
+    assert tuning.data.params["init_source"].startswith(f"checkpoint:{ray_tmpdir.parent}")  # the test's own cache
     assert first_run(client, [experiment_id], KIND_TUNING_CHOICE) is not None
     (trial,) = find_runs(client, [experiment_id], KIND_TRIAL)
     assert trial.data.params["pretrain_seed"] == "3" and trial.data.params["init_source"].startswith("checkpoint:")
