@@ -20,7 +20,7 @@ from seedlab.store.predictions import PredictionFile, read_predictions, read_rep
 from seedlab.stats.design import RunTable
 from seedlab.data.tasks import EVAL_SPLIT, TASKS
 from seedlab.store.contract import (KIND_SWEEP, KIND_TRIAL, PREDICTIONS_DIR, REPRESENTATIONS_DIR, RUN_NAME_TAG,
-                                    TAG_TRIAL_KEY, client, find_experiment, find_runs, retry)
+                                    TAG_TRIAL_KEY, client, find_experiment, find_runs, retry, trial_run_name)
 
 
 @dataclass
@@ -138,8 +138,7 @@ def _missing_cells(store, experiment_id: str, finished, page_size: int = 1000) -
         declared |= {(t, m, int(ps), int(fs), meth) for t in axes[0] for m in axes[1] for ps in axes[2]
                      for fs in axes[3] for meth in axes[4]}
     have = {(r.task, r.model, r.pretrain_seed, r.finetune_seed, r.method) for r in finished}
-    return [f"{t}/{m}/p{ps}/f{fs}" + ("" if meth == "standard" else f"/{meth}")
-            for t, m, ps, fs, meth in sorted(declared - have)]
+    return [trial_run_name(t, m, ps, fs, meth) for t, m, ps, fs, meth in sorted(declared - have)]
 
 
 def _table(task: str, runs: list[_Run]) -> tuple[RunTable, dict[str, np.ndarray]]:
