@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["pretrain"]:  # its own parser, with one flag per PretrainConfig field
-        from seedlab.train.pretrain import main as pretrain_main
+        from seedlab.cli_pretrain import main as pretrain_main
 
         return pretrain_main(argv[1:], prog="seedlab pretrain")
     args = build_parser().parse_args(argv)

@@ -155,7 +155,7 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
     store = client(uri)
     experiment_id = get_or_create_experiment(store, experiment, uri)
     if spec.pretrain is not None:  # stage 1: the seed families that do not exist yet
-        from seedlab.train.pretrain import StageResources, run_pretrain_stage
+        from seedlab.run.pretrain_stage import StageResources, run_pretrain_stage
 
         stage = run_pretrain_stage(spec.models, spec.pretrain_seeds, spec.pretrain, experiment=f"{experiment}-pretrain",
                                    tracking_uri=uri, resources=StageResources(cpus_per_trial=spec.cpus_per_trial),

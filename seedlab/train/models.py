@@ -55,39 +55,42 @@ def resolve_model(
     """Build the classifier for (model, pretrain_seed); the new head is initialised from `init_seed` only.
 
     `checkpoint`: a pretrained backbone for this (size, pretraining seed) (see `seedlab.store.checkpoints`);
-    without one, a size's backbone is drawn at random from the pretraining seed.
+    without one, a size's backbone is drawn at random from the pretraining seed. One model is built either way,
+    and whatever the backbone's source, the same `init_seed` gives the same head: a loaded model's missing head
+    and a random model's redrawn head are both `_init_weights` right after `torch.manual_seed(init_seed)`.
+    Weights are read from safetensors only (no pickle is ever loaded).
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
+    import transformers
+    from transformers import AutoTokenizer, BertForSequenceClassification
 
     validate_model(model)
-    import transformers
-
     transformers.logging.set_verbosity_error()  # per-trial load reports (the unused MLM head) are noise
     transformers.utils.logging.disable_progress_bar()
-    if model not in BERT_SIZES:
-        name = model.format(seed=pretrain_seed) if "{seed}" in model else model
-        torch.manual_seed(init_seed)  # the hub checkpoint has no head: its init draws from this stream
-        classifier = AutoModelForSequenceClassification.from_pretrained(name, num_labels=num_labels)
-        return ResolvedModel(classifier, AutoTokenizer.from_pretrained(name), f"hub:{name}")
-
-    from seedlab.data.tokenizer import load_tokenizer
-
-    if checkpoint is not None:
-        from transformers import AutoTokenizer as _Tok, BertModel
-
-        backbone = BertModel.from_pretrained(checkpoint, add_pooling_layer=True, use_safetensors=True)
-        tokenizer = _Tok.from_pretrained(checkpoint)
-        source = f"checkpoint:{checkpoint}"
-    else:
-        from transformers import BertModel
+    if model in BERT_SIZES and checkpoint is None:
+        from seedlab.data.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer()
-        torch.manual_seed(pretrain_seed)  # the pretraining seed alone decides the backbone
-        backbone = BertModel(bert_config(model, tokenizer.vocab_size, num_labels))
-        source = "random"
-    config = backbone.config
-    config.num_labels = num_labels
-    torch.manual_seed(init_seed)  # the classifier head is the only part left with these draws
-    classifier = BertForSequenceClassification(config)
-    classifier.bert.load_state_dict(backbone.state_dict())
-    return ResolvedModel(classifier, tokenizer, source)
+        torch.manual_seed(pretrain_seed)  # the pretraining seed alone decides the backbone (BertModel's own draws)
+        classifier = BertForSequenceClassification(bert_config(model, tokenizer.vocab_size, num_labels))
+        torch.manual_seed(init_seed)  # the head is redrawn from init_seed alone, as from_pretrained draws it
+        classifier._init_weights(classifier.classifier)
+        return ResolvedModel(classifier, tokenizer, "random")
+    if model in BERT_SIZES:
+        name, source = str(checkpoint), f"checkpoint:{checkpoint}"
+    else:
+        name = model.format(seed=pretrain_seed) if "{seed}" in model else model
+        source = f"hub:{name}"
+    torch.manual_seed(init_seed)  # every weight but the new head comes from the file: the head is the only draw
+    return ResolvedModel(load_classifier(name, num_labels), AutoTokenizer.from_pretrained(name), source)
+
+
+def load_classifier(name: str, num_labels: int):
+    """A sequence classifier from a hub name or directory, from its safetensors weights only."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(name, num_labels=num_labels, use_safetensors=True)
+    except OSError as exc:  # no model.safetensors (only pickled weights), or no such model
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SeedlabError(f"cannot load model {name!r}: {reason} (valid: a hub name or directory with "
+                           f"safetensors weights; seedlab never loads pickled *.bin weights)") from exc
