@@ -413,3 +413,21 @@ def test_parquet_probs_must_be_finite(tmp_path, bad):
     with pytest.raises(SeedlabError, match=rf"^r\.parquet row 1: probs hold {bad} \(must be finite\)$"):
         read_folder(folder)
 
+
+def test_store_checks_read_every_page(tmp_path, monkeypatch):
+    """A store that answers in pages of two: the re-import must still see all three runs, and skip them."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    write_generic(tmp_path / "study")
+    import_predictions(tmp_path / "study", experiment="paged", tracking_uri=uri)
+    search = MlflowClient.search_runs
+
+    def small_pages(self, *args, max_results=1000, **kwargs):
+        return search(self, *args, max_results=min(max_results, 2), **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "search_runs", small_pages)
+    again = import_predictions(tmp_path / "study", experiment="paged", tracking_uri=uri)
+    assert again.imported == [] and len(again.skipped) == 3
+    monkeypatch.undo()
+    assert len(all_runs(client(uri))) == 4  # the parent and its three runs, nothing twice
