@@ -17,13 +17,9 @@ from seedlab.errors import SeedlabError
 from seedlab.store.contract import (KIND_IMPORT, KIND_TRIAL, PREDICTIONS_DIR, TAG_GIT, TAG_KIND, TAG_SWEEP,
                                     TAG_TRIAL_KEY, TAG_VERSION, client, find_runs, get_or_create_experiment,
                                     git_commit, import_run_name, log_run, resolve_tracking_uri, retry)
+from seedlab.store.contract import TAG_IMPORT_DIGEST, TAG_IMPORT_FORMAT, TAG_SOURCE, TAG_SOURCE_RUN  # noqa: F401
 from seedlab.store.importer.layout import read_folder
 from seedlab.store.importer.plan import ImportedRun, ImportPlan
-
-TAG_SOURCE = "seedlab.source"  # the imported folder (absolute path)
-TAG_SOURCE_RUN = "seedlab.source_run"  # the run's name inside that folder
-TAG_IMPORT_FORMAT = "seedlab.import_format"
-TAG_IMPORT_DIGEST = "seedlab.import_digest"  # sha256 of the imported cell and arrays (ImportedRun.digest)
 
 
 @dataclass
