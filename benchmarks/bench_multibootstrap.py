@@ -18,7 +18,8 @@ import tracemalloc
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# the loop oracle lives with the tests that hold the vectorised version to it
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "stats"))
 from loop_reference import multibootstrap_loop  # noqa: E402
 
 from seedlab.stats.multibootstrap import multibootstrap  # noqa: E402

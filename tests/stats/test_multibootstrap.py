@@ -1,8 +1,5 @@
 """Multi-Bootstrap: equal to the loop reference, calibrated on simulations with a known truth."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 from scipy.stats import kstest
@@ -10,10 +7,7 @@ from scipy.stats import kstest
 from seedlab.stats.multibootstrap import multibootstrap
 from seedlab.stats.simulate import population_accuracy, simulate_experiment
 
-_REF = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "loop_reference.py"
-_spec = importlib.util.spec_from_file_location("loop_reference", _REF)
-loop_reference = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(loop_reference)
+import loop_reference  # tests/stats/loop_reference.py, beside this file (pytest puts this folder on sys.path)
 
 
 def _arms(seed, m=200, n_classes=2):

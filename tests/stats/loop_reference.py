@@ -1,5 +1,6 @@
-"""Straightforward loop implementation of the Multi-Bootstrap: the baseline for the benchmark and the
-oracle for ``seedlab.stats.multibootstrap`` (same estimand, same RNG stream, so equal results).
+"""Straightforward loop implementation of the Multi-Bootstrap: the oracle for ``seedlab.stats.multibootstrap``
+in ``test_multibootstrap.py`` and the baseline of ``benchmarks/bench_multibootstrap.py`` (same estimand, same
+RNG stream, so equal results).
 
 It follows the structure of google-research/language ``multiberts/multibootstrap.py``: per iteration,
 sample seeds, sample examples, then for each sampled seed score each of its fine-tuning runs with a scalar
