@@ -20,17 +20,16 @@ Result shape (`seedlab analyze --json`; every number a float, None where undefin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations, permutations
 
 import numpy as np
-
-from itertools import combinations, permutations
 
 from seedlab.errors import SeedlabError
 from seedlab.stats.metrics import score
 from seedlab.data.catalog import model_order
 from seedlab.stats.agreement import (agreement_matrix, agreement_pairwise, consistency_all, fleiss_kappa, instability_measures,
                                      measure_agreement, subsample_insensitivity, summarize_metric)
-from seedlab.stats.representations import pairwise_layer_distances
+from seedlab.stats.representations import REPRESENTATION_DISTANCES, pairwise_layer_distances
 from seedlab.stats.design import RunTable, design_report
 from seedlab.stats.multibootstrap import multibootstrap
 from seedlab.stats.zhong import decay_lower_bound, fisher_bh_decay, instance_accuracy, momentum, noise_decomposition
@@ -42,10 +41,21 @@ DDOF = 0
 
 @dataclass(frozen=True)
 class AnalysisOptions:
-    compare: tuple[str, str] | None = None  # (baseline, intervention) models for the Multi-Bootstrap
+    """Settings of one analysis; the defaults are those of `seedlab analyze`.
+
+    compare: (baseline, intervention) models of the Multi-Bootstrap comparison, or None.
+    n_bootstrap: resamples of the Multi-Bootstrap, of the methods comparison and of the expected-max bands.
+    seed: the int seed of every resampling procedure (passed as ``rng=`` to each `seedlab.stats` function).
+    paired: pair the comparison by pretraining seed. False, as `seedlab.stats.multibootstrap`: pairing is
+        valid only when a seed id is the same pretrained checkpoint in both arms, and different sizes share
+        none (`--paired` turns it on).
+    decay_bootstrap: instance-bootstrap replicates of the decay bound's bias correction.
+    """
+
+    compare: tuple[str, str] | None = None
     n_bootstrap: int = 1000
-    seed: int = 0  # RNG seed of every resampling procedure
-    paired: bool = False  # different sizes share no pretrained checkpoint: unpaired by default
+    seed: int = 0
+    paired: bool = False
     decay_bootstrap: int = 200
 
 
@@ -130,7 +140,7 @@ def bootstrap_section(table: RunTable, metric: str, options: AnalysisOptions) ->
     for model in table.models():
         rows = table.model == model
         res = multibootstrap(table.labels, table.predictions[rows], table.pretrain_seed[rows], score=metric,
-                             n_boot=options.n_bootstrap, rng_seed=options.seed)
+                             n_bootstrap=options.n_bootstrap, rng=options.seed)
         per_model[model] = res.baseline.as_dict()
     out = {"metric": metric, "n_boot": options.n_bootstrap, "seed": options.seed, "models": per_model,
            "estimator": "Multi-Bootstrap (Sellam et al. 2022), percentile 95% intervals"}
@@ -145,15 +155,12 @@ def bootstrap_section(table: RunTable, metric: str, options: AnalysisOptions) ->
         comparison = {"baseline": base, "intervention": inter, "paired": options.paired}
         for name, (seeds, examples) in schemes.items():
             res = multibootstrap(table.labels, table.predictions[b], table.pretrain_seed[b], table.predictions[i],
-                                 table.pretrain_seed[i], score=metric, n_boot=options.n_bootstrap,
+                                 table.pretrain_seed[i], score=metric, n_bootstrap=options.n_bootstrap,
                                  paired=options.paired, resample_seeds=seeds, resample_examples=examples,
-                                 rng_seed=options.seed)
+                                 rng=options.seed)
             comparison[name] = res.as_dict()
         out["comparison"] = comparison
     return out
-
-
-REPRESENTATION_MEASURES = ("svcca", "procrustes", "cka")
 
 
 def representation_section(table: RunTable, reps: dict) -> dict:
@@ -169,10 +176,10 @@ def representation_section(table: RunTable, reps: dict) -> dict:
             out[model] = {"unavailable": f"{len(run_ids)} run(s) logged representations; pairs need >= 2"}
             continue
         stacked = np.stack([reps[r] for r in run_ids]).astype(np.float64)  # (n, L, m, d)
-        curves = {name: pairwise_layer_distances(stacked, name) for name in REPRESENTATION_MEASURES}
+        curves = {name: pairwise_layer_distances(stacked, measure=name) for name in REPRESENTATION_DISTANCES}
         layers = np.arange(stacked.shape[1])
         out[model] = {
-            "n_runs": len(run_ids), "n_layers": int(stacked.shape[1]), "measures": list(REPRESENTATION_MEASURES),
+            "n_runs": len(run_ids), "n_layers": int(stacked.shape[1]), "measures": list(REPRESENTATION_DISTANCES),
             "by_layer": curves,
             "agreement_between_measures": measure_agreement(curves) if len(layers) >= 3 else None,
             "rises_with_depth_spearman": {name: float(spearmanr(layers, c)[0]) if len(layers) >= 3 else None
@@ -204,7 +211,7 @@ def design_sections(table: RunTable, metric: str, options: AnalysisOptions) -> d
     hyperparameter config / pretraining seed / fine-tuning seed, and expected best score vs number of trials."""
     from seedlab.stats.metrics import batched
     from seedlab.stats.expected_max import expected_max_curve
-    from seedlab.stats.methods import compare_methods
+    from seedlab.stats.method_comparison import compare_methods
     from seedlab.stats.variance import variance_components
 
     out = {}
@@ -214,8 +221,8 @@ def design_sections(table: RunTable, metric: str, options: AnalysisOptions) -> d
         for model in model_order(table.models()):
             if len(table.subset(model=model).methods()) >= 2:
                 try:
-                    out["methods"][model] = compare_methods(table, model=model, metric=metric, n_boot=options.n_bootstrap,
-                                                            rng_seed=options.seed).as_dict()
+                    out["methods"][model] = compare_methods(table, model=model, metric=metric,
+                                                            n_bootstrap=options.n_bootstrap, rng=options.seed).as_dict()
                 except ValueError as exc:
                     out["methods"][model] = {"unavailable": str(exc)}
     tuned = [] if table.hp_config is None else [  # models whose runs span several configs
@@ -234,8 +241,8 @@ def design_sections(table: RunTable, metric: str, options: AnalysisOptions) -> d
     for label in model_order(conditions.models()):
         rows = conditions.model == label
         if rows.sum() >= 2:
-            out["expected_max"][label] = expected_max_curve(values[rows], n_boot=options.n_bootstrap,
-                                                            rng_seed=options.seed).as_dict()
+            out["expected_max"][label] = expected_max_curve(values[rows], n_bootstrap=options.n_bootstrap,
+                                                            rng=options.seed).as_dict()
     out["expected_max_note"] = ("scores on the evaluation split; with a separate validation split this is Dodge "
                                 "et al.'s expected validation performance")
     return out
