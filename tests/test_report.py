@@ -163,6 +163,23 @@ def test_report_tables_carry_the_plotted_numbers(full_result, written):
         assert f"{s['mean']:.4f} \u00b1 {s['sd']:.4f}" in head
 
 
+def test_report_shows_the_finetune_share_of_the_result_and_computes_none(full_result, tmp_path):
+    noise = full_result["tasks"]["sst2"]["zhong"]["noise"]
+    for n in noise.values():  # the analysis: FineVar / (PretVar + FineVar) of its own means
+        pv, fv = n["means"]["pretrain_var"], n["means"]["finetune_var"]
+        assert n["finetune_share"] == (fv / (pv + fv) if pv >= 0 and fv >= 0 and pv + fv > 0 else None)
+    result = copy.deepcopy(full_result)
+    planted = {}
+    for i, (model, n) in enumerate(result["tasks"]["sst2"]["zhong"]["noise"].items()):
+        n["finetune_share"] = planted[model] = 0.1234 + 0.1111 * i  # not what the means give
+    text = write_report(result, tmp_path / "r.html").read_text(encoding="utf-8")
+    head = text[text.index('id="headline"'):text.index('id="task-sst2"')]
+    noise_section = text[text.index('id="sst2-noise"'):]
+    for model, share in planted.items():
+        assert f"{share:.4f}" in head and f"{share:.4f}" in noise_section
+        assert f"{100 * share:.0f}% ({model})" in head  # the headline sentence
+
+
 def test_report_handles_missing_sections(full_result, tmp_path):
     result = copy.deepcopy(full_result)
     t = result["tasks"]["sst2"]

@@ -32,7 +32,8 @@ from seedlab.stats.agreement import (agreement_matrix, agreement_pairwise, consi
 from seedlab.stats.representations import REPRESENTATION_DISTANCES, pairwise_layer_distances
 from seedlab.stats.design import RunTable, design_report
 from seedlab.stats.multibootstrap import multibootstrap
-from seedlab.stats.zhong import decay_lower_bound, fisher_bh_decay, instance_accuracy, momentum, noise_decomposition
+from seedlab.stats.zhong import (decay_lower_bound, finetune_share, fisher_bh_decay, instance_accuracy, momentum,
+                                 noise_decomposition)
 from seedlab.data.tasks import TASKS
 
 SCHEMA = "seedlab.analysis/1"
@@ -109,7 +110,8 @@ def zhong_sections(table: RunTable, options: AnalysisOptions) -> dict:
         if P >= 2 and F >= 2:
             nd = noise_decomposition(grid.correct)
             out["noise"][model] = {"estimator": "unbiased recursive (Zhong et al. Theorem 2)", "P": P, "F": F,
-                                   "means": nd.means, "conditioned_on_bias": nd.conditioned}
+                                   "means": nd.means, "conditioned_on_bias": nd.conditioned,
+                                   "finetune_share": finetune_share(nd.means["pretrain_var"], nd.means["finetune_var"])}
         else:
             out["noise"][model] = {"unavailable": f"needs >= 2 pretraining and >= 2 fine-tuning seeds (P={P}, F={F})"}
     rng = np.random.default_rng(options.seed)

@@ -4,7 +4,7 @@ Every builder takes one task's part of the result (``result["tasks"][task]``) an
 `Plot` (a PNG and the tables of the numbers it draws) or `Unavailable` (a title and why). No builder
 computes a statistic: they draw and tabulate numbers that are in the result. The only arithmetic is for
 display (counting how many instances share a pair of instance accuracies, to size scatter markers; a
-max - min range).
+max - min range); shares such as FineVar / (PretVar + FineVar) come from the result.
 
 Conventions: the Okabe-Ito palette (colour-blind safe, in this order), constrained layout, axis labels
 with units, tick labels shortened and rotated when long or many.
@@ -467,14 +467,6 @@ def decay_curves(task: str, t: dict) -> list:
 # --------------------------------------------------------------------------------------------------
 
 
-def finetune_share(means: dict) -> float | None:
-    """FineVar / (PretVar + FineVar) for display; None when a component estimate is negative or both are 0."""
-    pv, fv = means.get("pretrain_var"), means.get("finetune_var")
-    if pv is None or fv is None or pv < 0 or fv < 0 or pv + fv <= 0:
-        return None
-    return fv / (pv + fv)
-
-
 def noise_bars(task: str, t: dict) -> list:
     title = "Variance decomposition by model size"
     if reason := _zhong_unavailable(t):
@@ -512,7 +504,7 @@ def noise_bars(task: str, t: dict) -> list:
         return fig
 
     rows = tuple((m, f"{have[m]['P']}\u00d7{have[m]['F']}", have[m]["means"].get("loss"), have[m]["means"]["bias2"],
-                  have[m]["means"]["pretrain_var"], have[m]["means"]["finetune_var"], finetune_share(have[m]["means"]))
+                  have[m]["means"]["pretrain_var"], have[m]["means"]["finetune_var"], have[m]["finetune_share"])
                  for m in names)
     tables = [Table(("model", "P\u00d7F seeds", "loss", "Bias\u00b2", "PretVar", "FineVar",
                      "FineVar / (PretVar + FineVar)"), rows,

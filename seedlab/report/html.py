@@ -11,7 +11,7 @@ import datetime as _dt
 import html
 from pathlib import Path
 
-from seedlab.report.figures import Plot, Section, Table, Unavailable, all_plots, finetune_share, slug, task_sections
+from seedlab.report.figures import Plot, Section, Table, Unavailable, all_plots, slug, task_sections
 
 CSS = """
 :root { color-scheme: light; }
@@ -126,7 +126,7 @@ def headline_rows(result: dict) -> list[tuple]:
             mean_sd = None if s.get("mean") is None else f"{s['mean']:.4f} \u00b1 {_fmt(s.get('sd'))}"
             span = None if s.get("min") is None else f"{s['min']:.4f} \u2013 {s['max']:.4f}"
             means = (noise.get(model) or {}).get("means")
-            share = finetune_share(means) if means else None
+            share = (noise.get(model) or {}).get("finetune_share")
             b = boot.get(model) or {}
             ci = None if b.get("ci_low") is None else f"[{b['ci_low']:.4f}, {b['ci_high']:.4f}]"
             rows.append((task, model, m.get("n_runs"), metric, mean_sd, span, m.get("consistency_all"),
@@ -158,7 +158,7 @@ def headline_sentences(result: dict) -> list[str]:
             low, low_model = min(cons)
             text += f"; all runs agreed on {100 * low:.1f}% of instances ({low_model}, the least)"
         noise = (t.get("zhong") or {}).get("noise") or {}
-        shares = [(finetune_share(n["means"]), model) for model, n in noise.items() if "means" in n]
+        shares = [(n["finetune_share"], model) for model, n in noise.items() if "means" in n]
         shares = [(s, mm) for s, mm in shares if s is not None]
         if shares:
             text += ("; fine-tuning seeds make " + ", ".join(f"{100 * s:.0f}% ({mm})" for s, mm in shares)

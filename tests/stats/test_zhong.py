@@ -257,3 +257,11 @@ def test_errors_on_too_few_seeds():
         zhong.instance_accuracy(c[0])
     with pytest.raises(ValueError, match="0 or 1"):
         zhong.fisher_bh_decay(c * 0.5, c)
+
+
+def test_finetune_share():
+    assert zhong.finetune_share(0.01, 0.03) == pytest.approx(0.75)
+    assert zhong.finetune_share(0.0, 0.02) == 1.0 and zhong.finetune_share(0.02, 0.0) == 0.0
+    # an unbiased PretVar estimate can be negative: a share of it means nothing
+    assert zhong.finetune_share(-0.001, 0.02) is None
+    assert zhong.finetune_share(0.0, 0.0) is None and zhong.finetune_share(None, 0.1) is None
