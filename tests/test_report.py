@@ -1,8 +1,6 @@
 """The HTML report and the MLflow `analysis` run, without a browser (tests/browser/ has the browser tests).
 
-Results come from the real analysis (`analyze_table`) of simulated experiments; the run x run agreement
-matrix, not yet produced by `seedlab analyze`, is added with `agreement_matrix` below (the function proposed
-for `seedlab.stats.agreement`).
+Results come from the real analysis (`analyze`) of simulated experiments and of a real SQLite store.
 """
 
 from __future__ import annotations
@@ -16,25 +14,14 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from seedlab.analysis.analyze import SCHEMA, AnalysisOptions, _jsonable, analyze_table
+from seedlab.analysis.analyze import SCHEMA, AnalysisOptions, analyze
 from seedlab.report import write_report
 from seedlab.report.figures import SECTIONS, slug
+from seedlab.stats.agreement import agreement_matrix
 from seedlab.stats.simulate import simulate_experiment
+from store_builder import build_store, loaded_experiment
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-from seedlab.stats.agreement import agreement_matrix  # noqa: E402  (the library function, tested here too)
-
-
-def add_agreement_matrices(task_result: dict, table) -> None:
-    for model, m in task_result["models"].items():
-        rows = np.flatnonzero(table.model == model)
-        if len(rows) < 2 or "agreement_matrix" in m:
-            continue
-        seeds = zip(table.pretrain_seed[rows], table.finetune_seed[rows])
-        names = [f"{table.task}/{model}/p{p}/f{f}" for p, f in seeds]
-        m["agreement_matrix"] = {"run_names": names, "matrix": agreement_matrix(table.predictions[rows]).tolist()}
 
 
 def simulated_result(representations: bool = True) -> dict:
@@ -44,14 +31,10 @@ def simulated_result(representations: bool = True) -> dict:
     if representations:
         gen = np.random.default_rng(0)
         base = gen.normal(size=(4, 120, 8))
-        reps = {r: base + 0.3 * (i % 3 + 1) * gen.normal(size=base.shape) for i, r in enumerate(table.run_ids)}
+        reps = {"sst2": {r: base + 0.3 * (i % 3 + 1) * gen.normal(size=base.shape)
+                         for i, r in enumerate(table.run_ids)}}
     options = AnalysisOptions(compare=("tiny", "small"), n_bootstrap=50, decay_bootstrap=20, seed=0)
-    task = analyze_table("sst2", table, options, reps)
-    result = _jsonable({"schema": SCHEMA, "experiment": "report-test", "tracking_uri": "sqlite:///unused.db",
-                        "runs": {"by_status": {"FINISHED": len(table.run_ids)}, "duplicates": [], "unfinished": []},
-                        "tasks": {"sst2": task}})
-    add_agreement_matrices(result["tasks"]["sst2"], table)
-    return result
+    return analyze(loaded_experiment([table], reps, experiment="report-test"), options)
 
 
 @pytest.fixture(scope="module")
@@ -220,9 +203,7 @@ def test_mitigation_methods_get_a_figure_with_their_intervals_and_ranking_agreem
     table, _ = simulate_experiment(n_models=3, model_names=["standard", "mixout", "llrd"], P=1, F=5, m=80, rng=4,
                                    task="rte")
     table = replace(table, method=table.model, model=np.full(table.n_runs, "tiny"))  # 3 methods of one model
-    task = analyze_table("rte", table, AnalysisOptions(n_bootstrap=40, decay_bootstrap=10, seed=0))
-    result = _jsonable({"schema": SCHEMA, "experiment": "methods", "tracking_uri": "x",
-                        "runs": {"by_status": {"FINISHED": table.n_runs}}, "tasks": {"rte": task}})
+    result = analyze(loaded_experiment([table]), AnalysisOptions(n_bootstrap=40, decay_bootstrap=10, seed=0))
     text, page = parse(write_report(result, tmp_path / "r.html", figures_dir=tmp_path / "figures"))
     assert {"rte-methods-tiny", "rte-expected-max"} <= set(page.figures)
     assert page.tables_per_figure["rte-methods-tiny"] == 2  # measures with intervals and ranks; Kendall tau
@@ -236,16 +217,14 @@ def test_mitigation_methods_get_a_figure_with_their_intervals_and_ranking_agreem
 
 def test_single_model_task_says_why_pairs_are_missing(tmp_path):
     table, _ = simulate_experiment(n_models=1, model_names=["base"], P=1, F=4, m=60, rng=2, task="rte")
-    task = analyze_table("rte", table, AnalysisOptions(n_bootstrap=20, decay_bootstrap=10))
-    result = _jsonable({"schema": SCHEMA, "experiment": "one", "tracking_uri": "x",
-                        "runs": {"by_status": {"FINISHED": 4}}, "tasks": {"rte": task}})
+    result = analyze(loaded_experiment([table]), AnalysisOptions(n_bootstrap=20, decay_bootstrap=10))
     text, page = parse(write_report(result, tmp_path / "r.html"))
     assert "needs at least two models; this task has 1 (base)" in text
     assert "needs &gt;= 2 pretraining and &gt;= 2 fine-tuning seeds (P=1, F=4)" in text
     assert {"rte-distributions", "rte-multibootstrap"} <= set(page.figures)
 
 
-def test_agreement_matrix_proposal_matches_agreement_pairwise():
+def test_agreement_matrix_matches_agreement_pairwise():
     from seedlab.stats.agreement import agreement_pairwise
 
     gen = np.random.default_rng(3)
@@ -265,34 +244,16 @@ def test_slug_keeps_figure_names_file_safe():
 # --------------------------------------------------------------------------------------------------
 
 
-def _log_trials(store, experiment_id, table, tmp_path):
-    from seedlab.stats.metrics import score
-    from seedlab.store.predictions import write_predictions
-    from seedlab.store.contract import TAG_KIND, TAG_TRIAL_KEY, log_run
-
-    for i, run in enumerate(table.run_ids):
-        parquet = write_predictions(tmp_path / f"p{i}" / "validation.parquet", table.instance_ids, table.labels,
-                                    table.predictions[i], table.probs[i])
-        params = {"task": table.task, "model": table.model[i], "pretrain_seed": int(table.pretrain_seed[i]),
-                  "finetune_seed": int(table.finetune_seed[i])}
-        name = f"{table.task}/{table.model[i]}/p{table.pretrain_seed[i]}/f{table.finetune_seed[i]}"
-        accuracy = score("accuracy", table.labels, table.predictions[i])
-        log_run(store, experiment_id, name, params, [("eval_accuracy", accuracy, 0)],
-                {TAG_KIND: "trial", TAG_TRIAL_KEY: f"key-{run}"}, {"predictions": str(parquet)})
-
-
 def test_publish_analysis_logs_one_new_analysis_run_each_time(tmp_path):
-    from seedlab.analysis.analyze import analyze
     from seedlab.analysis.loader import load_experiment
     from seedlab.analysis.publish import TAG_SUPERSEDED_BY, headline_metrics, publish_analysis
     from seedlab.errors import SeedlabError
-    from seedlab.store.contract import TAG_KIND, client, get_or_create_experiment
+    from seedlab.store.contract import TAG_KIND, client, find_experiment
 
-    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
-    store = client(uri)
-    exp_id = get_or_create_experiment(store, "pub", uri)
     table, _ = simulate_experiment(n_models=2, model_names=["tiny", "mini"], P=2, F=2, m=40, rng=4, task="sst2")
-    _log_trials(store, exp_id, table, tmp_path)
+    uri = build_store(tmp_path, "pub", [table])
+    store = client(uri)
+    exp_id = find_experiment(store, "pub").experiment_id
 
     result = analyze(load_experiment("pub", uri), AnalysisOptions(n_bootstrap=20, decay_bootstrap=10))
     report = write_report(result, tmp_path / "report.html", figures_dir=tmp_path / "figs")

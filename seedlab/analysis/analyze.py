@@ -1,25 +1,26 @@
 """From loaded runs to the analysis result: a JSON-ready dict built only from `seedlab.stats` functions.
 
-Result shape (`seedlab analyze --json`; every number a float, None where undefined, with the reason):
+The result's shape is the JSON Schema ``seedlab/analysis/schema.json`` (``load_schema()``), versioned by
+``SCHEMA``: every key, which are required, and which objects admit no other keys. The tests validate real
+analyses against it and check that every key the consumers (`render`, `publish`, `seedlab.report`) read is
+in it. In short::
 
-    {"schema": "seedlab.analysis/1", "experiment": str, "tracking_uri": str,
-     "runs": {"by_status": {status: n}, "duplicates": [run name], "unfinished": [run name (status)]},
-     "tasks": {task: {
-         "n_instances": int, "is_regression": bool, "metrics": [metric names],
-         "design": {model: {n_runs, P, F, complete, missing_cells}},
-         "models": {model: {
-             "n_runs": int,
-             "metrics": {metric: {n, mean, sd, ddof, min, max, values: [per run]}},
-             "consistency_all": float|None, "agreement_pairwise": float|None, "fleiss_kappa": float|None,
-             "agreement_matrix": {run_names, run_ids, matrix: n x n share of equal labels},
-             "instability": {sd, pd, jsd, one_minus_fleiss_kappa, ...} | None}}}}}
+    {"schema": SCHEMA, "experiment": str, "tracking_uri": str,
+     "runs": {"by_status", "duplicates", "unfinished", "missing_cells"},
+     "tasks": {task: {"n_instances", "is_regression", "metrics", "design", "models",
+                      ["validity", "zhong"] (classification), ["representations"], "multibootstrap",
+                      ["methods"], ["variance_attribution"], "expected_max", "expected_max_note"}}}
 
-`sd` is the population SD over runs (ddof=0, Du & Nguyen's choice); `ddof` is recorded beside it.
+Every number is a float, None where undefined (with the reason beside it). `sd` is the population SD over
+runs (ddof=0, Du & Nguyen's choice); `ddof` is recorded beside it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 from itertools import combinations, permutations
 
 import numpy as np
@@ -36,8 +37,15 @@ from seedlab.stats.zhong import (decay_lower_bound, finetune_share, fisher_bh_de
                                  noise_decomposition)
 from seedlab.data.tasks import TASKS
 
-SCHEMA = "seedlab.analysis/1"
+# version 2: the shape is a JSON Schema (schema.json); zhong.noise[model] gained `finetune_share`
+SCHEMA = "seedlab.analysis/2"
 DDOF = 0
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict:
+    """The JSON Schema of the analysis result (``schema.json`` shipped in this package; its version is SCHEMA)."""
+    return json.loads(resources.files("seedlab.analysis").joinpath("schema.json").read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
