@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,23 @@ def loaded_experiment(tables: list[RunTable], representations: dict | None = Non
     `representations`: {task: {run id: states}}."""
     return LoadedExperiment(experiment, "0", "sqlite:///unused.db", {t.task: t for t in tables},
                             {"FINISHED": sum(t.n_runs for t in tables)}, [], [], [], representations or {})
+
+
+def regression_table(task: str, models: list[str], *, P: int, F: int, m: int, rng: int) -> RunTable:
+    """A regression task (float targets, no probabilities): predictions = targets + noise growing with the seed."""
+    gen = np.random.default_rng(rng)
+    labels = gen.uniform(0, 5, m)
+    cells = [(mo, p, f) for mo in models for p in range(P) for f in range(F)]
+    preds = np.stack([labels + gen.normal(0, 0.5 + 0.2 * p, m) for _, p, _ in cells])
+    return RunTable.from_arrays(task, labels, [c[0] for c in cells], [c[1] for c in cells], [c[2] for c in cells],
+                                preds, is_regression=True)
+
+
+def drop_runs(table: RunTable, keep) -> RunTable:
+    """The runs of `table` where the (n,) bool mask `keep` is True."""
+    keep = np.asarray(keep)
+    return replace(table, run_ids=table.run_ids[keep], model=table.model[keep],
+                   pretrain_seed=table.pretrain_seed[keep], finetune_seed=table.finetune_seed[keep],
+                   predictions=table.predictions[keep], probs=None if table.probs is None else table.probs[keep],
+                   method=None if table.method is None else table.method[keep],
+                   hp_config=None if table.hp_config is None else table.hp_config[keep])

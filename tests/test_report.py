@@ -19,7 +19,7 @@ from seedlab.report import write_report
 from seedlab.report.figures import SECTIONS, slug
 from seedlab.stats.agreement import agreement_matrix
 from seedlab.stats.simulate import simulate_experiment
-from store_builder import build_store, loaded_experiment
+from store_builder import build_store, drop_runs, loaded_experiment, regression_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -163,38 +163,45 @@ def test_report_shows_the_finetune_share_of_the_result_and_computes_none(full_re
         assert f"{100 * share:.0f}% ({model})" in head  # the headline sentence
 
 
-def test_report_handles_missing_sections(full_result, tmp_path):
-    result = copy.deepcopy(full_result)
-    t = result["tasks"]["sst2"]
-    for key in ("zhong", "multibootstrap", "representations", "expected_max"):
-        t.pop(key)
-    for m in t["models"].values():
-        m.pop("agreement_matrix")
-    # a regression task: no agreement, no Zhong et al. sections, no multibootstrap
-    result["tasks"]["stsb"] = {
-        "n_instances": 3, "is_regression": True, "metrics": ["pearson"], "design": {},
-        "models": {"mini": {"n_runs": 1, "metrics": {"pearson": {"n": 1, "mean": 0.5, "sd": 0.0, "ddof": 0,
-                                                                 "min": 0.5, "max": 0.5, "values": [0.5]}},
-                            "consistency_all": None, "agreement_pairwise": None, "fleiss_kappa": None,
-                            "instability": None,
-                            "agreement_note": "label agreement is undefined for a regression task"}},
-    }
+def test_report_says_why_a_figure_cannot_exist(tmp_path):
+    """The documented absences, from a real analysis: a regression task, no logged representations, no
+    --compare, P = 1."""
+    sst2, _ = simulate_experiment(n_models=2, model_names=["tiny", "mini"], P=1, F=3, m=60, rng=3, task="sst2")
+    sst2 = drop_runs(sst2, ~((sst2.model == "mini") & (sst2.finetune_seed == 2)))  # mini: 1 x 2 seeds
+    stsb = regression_table("stsb", ["tiny", "mini"], P=1, F=3, m=40, rng=4)
+    result = analyze(loaded_experiment([sst2, stsb]), AnalysisOptions(n_bootstrap=20, decay_bootstrap=10))
     text, page = parse(write_report(result, tmp_path / "r.html"))
-    assert "could not be drawn" not in text
     for task in ("sst2", "stsb"):
         for name, _, _, _ in SECTIONS:
             assert (f"{task}-{name}" in page.ids) == (name != "methods")
-    assert set(page.figures) == {"sst2-distributions", "stsb-distributions"}
     reasons = re.findall(r'class="unavailable">([^<]*)', text)
-    assert any("agreement_matrix" in r for r in reasons)
     assert any("regression task" in r for r in reasons)
-    assert any("no Multi-Bootstrap section" in r for r in reasons)
+    assert any("label agreement is undefined for a regression task" in r for r in reasons)
     assert any("no run logged representations" in r for r in reasons)
-    assert sum("not available:" in r for r in reasons) >= 10
+    assert any("tiny: needs &gt;= 2 pretraining and &gt;= 2 fine-tuning seeds (P=1, F=3)" in r for r in reasons)
+    assert "No comparison was requested" in text
+    assert {"sst2-distributions", "sst2-agreement", "stsb-distributions", "stsb-multibootstrap"} <= set(page.figures)
+    assert "could not be drawn" not in text
 
-    empty = {"schema": SCHEMA, "experiment": "e", "tracking_uri": "x", "runs": {"by_status": {}}, "tasks": {}}
+    empty = {**result, "tasks": {}}  # not an analysis output (the loader refuses an empty experiment), but drawable
     text, page = parse(write_report(empty, tmp_path / "empty.html"))
     assert "headline" in page.ids and "not available: the result has no task" in text
+
+
+@pytest.mark.parametrize("breaks", [
+    lambda t: t.pop("zhong"),  # a classification task always has it
+    lambda t: t.pop("multibootstrap"),
+    lambda t: t["models"]["tiny"].pop("agreement_matrix"),  # 6 runs and no note saying why not
+    lambda t: t["models"]["mini"]["metrics"]["accuracy"].pop("values"),
+    lambda t: t["zhong"]["decay"][0].update(lower_bound="0.12"),
+    lambda t: t["zhong"]["noise"]["small"].pop("finetune_share"),
+])
+def test_a_malformed_result_raises_instead_of_a_missing_figure(full_result, tmp_path, breaks):
+    result = copy.deepcopy(full_result)
+    breaks(result["tasks"]["sst2"])
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        write_report(result, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_mitigation_methods_get_a_figure_with_their_intervals_and_ranking_agreement(tmp_path):

@@ -15,9 +15,8 @@ import pytest
 
 from seedlab.analysis.analyze import SCHEMA, AnalysisOptions, analyze, load_schema
 from seedlab.analysis.loader import load_experiment
-from seedlab.stats.design import RunTable
 from seedlab.stats.simulate import simulate_experiment
-from store_builder import build_store, loaded_experiment, representations_for
+from store_builder import build_store, drop_runs, loaded_experiment, regression_table, representations_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSUMERS = ("seedlab/analysis/render.py", "seedlab/analysis/publish.py", "seedlab/report/figures.py",
@@ -39,24 +38,6 @@ def assert_valid(result: dict) -> None:
     as_written = json.loads(json.dumps(result, allow_nan=False))  # what `seedlab analyze --json` writes
     problems = errors(as_written)
     assert not problems, "\n".join(problems[:15])
-
-
-def regression_table(task: str, models: list[str], P: int, F: int, m: int, rng: int) -> RunTable:
-    gen = np.random.default_rng(rng)
-    labels = gen.uniform(0, 5, m)
-    cells = [(mo, p, f) for mo in models for p in range(P) for f in range(F)]
-    preds = np.stack([labels + gen.normal(0, 0.5 + 0.2 * p, m) for _, p, _ in cells])
-    return RunTable.from_arrays(task, labels, [c[0] for c in cells], [c[1] for c in cells], [c[2] for c in cells],
-                                preds, is_regression=True)
-
-
-def drop_runs(table: RunTable, keep) -> RunTable:
-    keep = np.asarray(keep)
-    return replace(table, run_ids=table.run_ids[keep], model=table.model[keep],
-                   pretrain_seed=table.pretrain_seed[keep], finetune_seed=table.finetune_seed[keep],
-                   predictions=table.predictions[keep], probs=None if table.probs is None else table.probs[keep],
-                   method=None if table.method is None else table.method[keep],
-                   hp_config=None if table.hp_config is None else table.hp_config[keep])
 
 
 # --------------------------------------------------------------------------------------------------
