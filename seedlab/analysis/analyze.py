@@ -1,51 +1,70 @@
 """From loaded runs to the analysis result: a JSON-ready dict built only from `seedlab.stats` functions.
 
-Result shape (`seedlab analyze --json`; every number a float, None where undefined, with the reason):
+The result's shape is the JSON Schema ``seedlab/analysis/schema.json`` (``load_schema()``), versioned by
+``SCHEMA``: every key, which are required, and which objects admit no other keys. The tests validate real
+analyses against it and check that every key the consumers (`render`, `publish`, `seedlab.report`) read is
+in it. In short::
 
-    {"schema": "seedlab.analysis/1", "experiment": str, "tracking_uri": str,
-     "runs": {"by_status": {status: n}, "duplicates": [run name], "unfinished": [run name (status)]},
-     "tasks": {task: {
-         "n_instances": int, "is_regression": bool, "metrics": [metric names],
-         "design": {model: {n_runs, P, F, complete, missing_cells}},
-         "models": {model: {
-             "n_runs": int,
-             "metrics": {metric: {n, mean, sd, ddof, min, max, values: [per run]}},
-             "consistency_all": float|None, "agreement_pairwise": float|None, "fleiss_kappa": float|None,
-             "agreement_matrix": {run_names, run_ids, matrix: n x n share of equal labels},
-             "instability": {sd, pd, jsd, one_minus_fleiss_kappa, ...} | None}}}}}
+    {"schema": SCHEMA, "experiment": str, "tracking_uri": str,
+     "runs": {"by_status", "duplicates", "unfinished", "missing_cells"},
+     "tasks": {task: {"n_instances", "is_regression", "metrics", "design", "models",
+                      ["validity", "zhong"] (classification), ["representations"], "multibootstrap",
+                      ["methods"], ["variance_attribution"], "expected_max", "expected_max_note"}}}
 
-`sd` is the population SD over runs (ddof=0, Du & Nguyen's choice); `ddof` is recorded beside it.
+Every number is a float, None where undefined (with the reason beside it). `sd` is the population SD over
+runs (ddof=0, Du & Nguyen's choice); `ddof` is recorded beside it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from itertools import combinations, permutations
 
 import numpy as np
-
-from itertools import combinations, permutations
 
 from seedlab.errors import SeedlabError
 from seedlab.stats.metrics import score
 from seedlab.data.catalog import model_order
 from seedlab.stats.agreement import (agreement_matrix, agreement_pairwise, consistency_all, fleiss_kappa, instability_measures,
                                      measure_agreement, subsample_insensitivity, summarize_metric)
-from seedlab.stats.representations import pairwise_layer_distances
+from seedlab.stats.representations import REPRESENTATION_DISTANCES, pairwise_layer_distances
 from seedlab.stats.design import RunTable, design_report
 from seedlab.stats.multibootstrap import multibootstrap
-from seedlab.stats.zhong import decay_lower_bound, fisher_bh_decay, instance_accuracy, momentum, noise_decomposition
+from seedlab.stats.zhong import (decay_lower_bound, finetune_share, fisher_bh_decay, instance_accuracy, momentum,
+                                 noise_decomposition)
 from seedlab.data.tasks import TASKS
 
-SCHEMA = "seedlab.analysis/1"
+# version 2: the shape is a JSON Schema (schema.json); zhong.noise[model] gained `finetune_share`
+SCHEMA = "seedlab.analysis/2"
 DDOF = 0
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict:
+    """The JSON Schema of the analysis result (``schema.json`` shipped in this package; its version is SCHEMA)."""
+    return json.loads(resources.files("seedlab.analysis").joinpath("schema.json").read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
 class AnalysisOptions:
-    compare: tuple[str, str] | None = None  # (baseline, intervention) models for the Multi-Bootstrap
+    """Settings of one analysis; the defaults are those of `seedlab analyze`.
+
+    compare: (baseline, intervention) models of the Multi-Bootstrap comparison, or None.
+    n_bootstrap: resamples of the Multi-Bootstrap, of the methods comparison and of the expected-max bands.
+    seed: the int seed of every resampling procedure (passed as ``rng=`` to each `seedlab.stats` function).
+    paired: pair the comparison by pretraining seed. False, as `seedlab.stats.multibootstrap`: pairing is
+        valid only when a seed id is the same pretrained checkpoint in both arms, and different sizes share
+        none (`--paired` turns it on).
+    decay_bootstrap: instance-bootstrap replicates of the decay bound's bias correction.
+    """
+
+    compare: tuple[str, str] | None = None
     n_bootstrap: int = 1000
-    seed: int = 0  # RNG seed of every resampling procedure
-    paired: bool = False  # different sizes share no pretrained checkpoint: unpaired by default
+    seed: int = 0
+    paired: bool = False
     decay_bootstrap: int = 200
 
 
@@ -99,7 +118,8 @@ def zhong_sections(table: RunTable, options: AnalysisOptions) -> dict:
         if P >= 2 and F >= 2:
             nd = noise_decomposition(grid.correct)
             out["noise"][model] = {"estimator": "unbiased recursive (Zhong et al. Theorem 2)", "P": P, "F": F,
-                                   "means": nd.means, "conditioned_on_bias": nd.conditioned}
+                                   "means": nd.means, "conditioned_on_bias": nd.conditioned,
+                                   "finetune_share": finetune_share(nd.means["pretrain_var"], nd.means["finetune_var"])}
         else:
             out["noise"][model] = {"unavailable": f"needs >= 2 pretraining and >= 2 fine-tuning seeds (P={P}, F={F})"}
     rng = np.random.default_rng(options.seed)
@@ -130,7 +150,7 @@ def bootstrap_section(table: RunTable, metric: str, options: AnalysisOptions) ->
     for model in table.models():
         rows = table.model == model
         res = multibootstrap(table.labels, table.predictions[rows], table.pretrain_seed[rows], score=metric,
-                             n_boot=options.n_bootstrap, rng_seed=options.seed)
+                             n_bootstrap=options.n_bootstrap, rng=options.seed)
         per_model[model] = res.baseline.as_dict()
     out = {"metric": metric, "n_boot": options.n_bootstrap, "seed": options.seed, "models": per_model,
            "estimator": "Multi-Bootstrap (Sellam et al. 2022), percentile 95% intervals"}
@@ -145,15 +165,12 @@ def bootstrap_section(table: RunTable, metric: str, options: AnalysisOptions) ->
         comparison = {"baseline": base, "intervention": inter, "paired": options.paired}
         for name, (seeds, examples) in schemes.items():
             res = multibootstrap(table.labels, table.predictions[b], table.pretrain_seed[b], table.predictions[i],
-                                 table.pretrain_seed[i], score=metric, n_boot=options.n_bootstrap,
+                                 table.pretrain_seed[i], score=metric, n_bootstrap=options.n_bootstrap,
                                  paired=options.paired, resample_seeds=seeds, resample_examples=examples,
-                                 rng_seed=options.seed)
+                                 rng=options.seed)
             comparison[name] = res.as_dict()
         out["comparison"] = comparison
     return out
-
-
-REPRESENTATION_MEASURES = ("svcca", "procrustes", "cka")
 
 
 def representation_section(table: RunTable, reps: dict) -> dict:
@@ -169,10 +186,10 @@ def representation_section(table: RunTable, reps: dict) -> dict:
             out[model] = {"unavailable": f"{len(run_ids)} run(s) logged representations; pairs need >= 2"}
             continue
         stacked = np.stack([reps[r] for r in run_ids]).astype(np.float64)  # (n, L, m, d)
-        curves = {name: pairwise_layer_distances(stacked, name) for name in REPRESENTATION_MEASURES}
+        curves = {name: pairwise_layer_distances(stacked, measure=name) for name in REPRESENTATION_DISTANCES}
         layers = np.arange(stacked.shape[1])
         out[model] = {
-            "n_runs": len(run_ids), "n_layers": int(stacked.shape[1]), "measures": list(REPRESENTATION_MEASURES),
+            "n_runs": len(run_ids), "n_layers": int(stacked.shape[1]), "measures": list(REPRESENTATION_DISTANCES),
             "by_layer": curves,
             "agreement_between_measures": measure_agreement(curves) if len(layers) >= 3 else None,
             "rises_with_depth_spearman": {name: float(spearmanr(layers, c)[0]) if len(layers) >= 3 else None
@@ -204,7 +221,7 @@ def design_sections(table: RunTable, metric: str, options: AnalysisOptions) -> d
     hyperparameter config / pretraining seed / fine-tuning seed, and expected best score vs number of trials."""
     from seedlab.stats.metrics import batched
     from seedlab.stats.expected_max import expected_max_curve
-    from seedlab.stats.methods import compare_methods
+    from seedlab.stats.method_comparison import compare_methods
     from seedlab.stats.variance import variance_components
 
     out = {}
@@ -214,8 +231,8 @@ def design_sections(table: RunTable, metric: str, options: AnalysisOptions) -> d
         for model in model_order(table.models()):
             if len(table.subset(model=model).methods()) >= 2:
                 try:
-                    out["methods"][model] = compare_methods(table, model=model, metric=metric, n_boot=options.n_bootstrap,
-                                                            rng_seed=options.seed).as_dict()
+                    out["methods"][model] = compare_methods(table, model=model, metric=metric,
+                                                            n_bootstrap=options.n_bootstrap, rng=options.seed).as_dict()
                 except ValueError as exc:
                     out["methods"][model] = {"unavailable": str(exc)}
     tuned = [] if table.hp_config is None else [  # models whose runs span several configs
@@ -234,8 +251,8 @@ def design_sections(table: RunTable, metric: str, options: AnalysisOptions) -> d
     for label in model_order(conditions.models()):
         rows = conditions.model == label
         if rows.sum() >= 2:
-            out["expected_max"][label] = expected_max_curve(values[rows], n_boot=options.n_bootstrap,
-                                                            rng_seed=options.seed).as_dict()
+            out["expected_max"][label] = expected_max_curve(values[rows], n_bootstrap=options.n_bootstrap,
+                                                            rng=options.seed).as_dict()
     out["expected_max_note"] = ("scores on the evaluation split; with a separate validation split this is Dodge "
                                 "et al.'s expected validation performance")
     return out

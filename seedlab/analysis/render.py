@@ -1,4 +1,8 @@
-"""Rendering: the analysis result as terminal tables. Computes nothing new."""
+"""Rendering: the analysis result as terminal tables. Computes nothing new.
+
+Reads the result as `seedlab/analysis/schema.json` shapes it: keys the schema requires are indexed (a malformed
+result raises), optional sections (zhong, representations, methods, variance_attribution, comparison) are
+looked up."""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ def render_summary(result: dict) -> str:
     out.append("trial runs by status: " + ", ".join(f"{k} {v}" for k, v in sorted(runs["by_status"].items())))
     if runs["unfinished"]:
         out.append(f"not analysed (not FINISHED): {', '.join(runs['unfinished'])}")
-    if runs.get("missing_cells"):
+    if runs["missing_cells"]:
         out.append(f"! incomplete design: {len(runs['missing_cells'])} declared grid cell(s) have no FINISHED run: "
                    f"{', '.join(runs['missing_cells'][:20])}{' ...' if len(runs['missing_cells']) > 20 else ''}")
     if runs["duplicates"]:
@@ -31,7 +35,7 @@ def render_summary(result: dict) -> str:
     for task, t in result["tasks"].items():
         out += ["", f"== {task}: {t['n_instances']} eval instances; SD is the population SD over runs (ddof=0) =="]
         for model, design in t["design"].items():
-            if not design.get("complete", True):
+            if not design["complete"]:
                 out.append(f"  ! {model}: ragged design, missing (pretrain, finetune) cells {design['missing_cells']}")
         header = ["model", "runs"]
         for metric in t["metrics"]:
@@ -54,7 +58,7 @@ def render_summary(result: dict) -> str:
 
 def _instability(t: dict) -> list[str]:
     rows = [[model, _fmt(i["sd"]), _fmt(i["pd"]), _fmt(i["jsd"]), _fmt(i["one_minus_fleiss_kappa"])]
-            for model, m in t["models"].items() if (i := m.get("instability"))]
+            for model, m in t["models"].items() if (i := m["instability"]) is not None]
     if not rows:
         return []
     return ["", f"-- Du & Nguyen instability (prediction level; SD of {t['metrics'][0]}, ddof=0) --",
@@ -98,7 +102,7 @@ def _zhong(t: dict) -> list[str]:
         rows = [[d["from"], d["to"], _fmt(d["max_difference"]), _fmt(d["lower_bound"]), _fmt(d["argmax_t"], 2),
                  _fmt(d["fisher_bh"]["fraction"])] for d in z["decay"]]
         out += _table(["from", "to", "raw max", "bias-corrected", "at t", "Fisher+BH"], rows)
-        caveats = {d["caveat"] for d in z["decay"] if d.get("caveat")}
+        caveats = {d["caveat"] for d in z["decay"] if d["caveat"]}
         out += [f"  note: {c}" for c in caveats]
     unavailable: dict[str, list[str]] = {}  # one line per reason, not one per model triple
     for mo in z["momentum"]:
@@ -115,9 +119,7 @@ def _zhong(t: dict) -> list[str]:
 
 
 def _bootstrap(t: dict) -> list[str]:
-    b = t.get("multibootstrap")
-    if not b:
-        return []
+    b = t["multibootstrap"]
     out = ["", f"-- Multi-Bootstrap ({b['metric']}, B={b['n_boot']}, seed={b['seed']}; 95% percentile CIs) --"]
     rows = [[model, _fmt(e["point"]), f"[{_fmt(e['ci_low'])}, {_fmt(e['ci_high'])}]"] for model, e in b["models"].items()]
     out += _table(["model", b["metric"], "95% CI"], rows)
@@ -145,7 +147,7 @@ def _design(t: dict) -> list[str]:
                            f"{_fmt(intervals[method][m]['ci_high'])}] #{int(c['ranks'][m][method])}"
                            for m in c["measures"])] for method in c["methods"]]
         out += _table(["method", *c["measures"]], rows)
-        pairs = c["ranking_agreement"].get("pairs", [])
+        pairs = c["ranking_agreement"]["pairs"]
         if pairs:
             out.append("ranking agreement (Kendall tau): " + ", ".join(f"{p['a']}~{p['b']} {_fmt(p['tau'], 2)}"
                                                                        for p in pairs))
@@ -153,10 +155,10 @@ def _design(t: dict) -> list[str]:
         if "unavailable" in v:
             out.append(f"variance attribution ({model}): {v['unavailable']}")
             continue
-        shares = v.get("shares_raw") or v.get("shares") or {}
+        shares = v["shares_raw"]
         out += ["", f"-- variance of {t['metrics'][0]} attributed ({model}, {v['design']} design, ANOVA) --",
                 "  " + ", ".join(f"{k} {_fmt(x, 3)}" for k, x in shares.items())]
-    em = t.get("expected_max") or {}
+    em = t["expected_max"]
     if em:
         out += ["", f"-- expected best {t['metrics'][0]} of n trials (Dodge et al.) --"]
         picks = [n for n in (1, 2, 5, 10) if any(n <= e["N"] for e in em.values())]

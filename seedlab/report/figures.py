@@ -1,10 +1,14 @@
 """The report's figures, drawn with matplotlib (Agg, no pyplot state) from the analysis result dict only.
 
-Every builder takes one task's part of the result (``result["tasks"][task]``) and returns a list of
-`Plot` (a PNG and the tables of the numbers it draws) or `Unavailable` (a title and why). No builder
+Every builder takes one task's part of the result (``result["tasks"][task]``, shaped as
+``seedlab/analysis/schema.json`` says) and returns a list of `Plot` (a PNG and the tables of the numbers it
+draws) or `Unavailable` (a title and why). `Unavailable` is only for the reasons a figure cannot exist that the
+result documents: a regression task, too few models, runs or seeds (the analysis's own `unavailable` and
+`agreement_note` texts), no logged representations. Keys the schema requires are read as such, so a malformed
+result raises instead of turning into a missing figure. No builder
 computes a statistic: they draw and tabulate numbers that are in the result. The only arithmetic is for
 display (counting how many instances share a pair of instance accuracies, to size scatter markers; a
-max - min range).
+max - min range); shares such as FineVar / (PretVar + FineVar) come from the result.
 
 Conventions: the Okabe-Ito palette (colour-blind safe, in this order), constrained layout, axis labels
 with units, tick labels shortened and rotated when long or many.
@@ -171,11 +175,7 @@ def _model_ticks(ax, names, axis: str = "x") -> None:
 
 def metric_distributions(task: str, t: dict) -> list:
     title = "Metric distributions across seeds"
-    models = t.get("models") or {}
-    metrics = [m for m in t.get("metrics", []) if all("values" in (mm["metrics"].get(m) or {})
-                                                       for mm in models.values())]
-    if not models or not metrics:
-        return [Unavailable(title, "the result has no per-run metric values")]
+    models, metrics = t["models"], t["metrics"]
     names = list(models)
 
     def draw():
@@ -193,9 +193,8 @@ def metric_distributions(task: str, t: dict) -> list:
                 jitter = ((k * 0.6180339887) % 1.0 - 0.5) * 0.3  # deterministic, spreads equal values
                 ax.scatter(i + jitter, v, s=18, color=colour(i), alpha=0.85, edgecolors="white", linewidths=0.4,
                            zorder=3)
-                stats = models[names[i]]["metrics"][metric]
-                if stats.get("mean") is not None:
-                    ax.scatter([i + 0.32], [stats["mean"]], marker="D", s=22, color="black", zorder=4)
+                ax.scatter([i + 0.32], [models[names[i]]["metrics"][metric]["mean"]], marker="D", s=22, color="black",
+                           zorder=4)
             _model_ticks(ax, names)
             ax.set_xlabel("model")
             ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -209,10 +208,9 @@ def metric_distributions(task: str, t: dict) -> list:
     for metric in metrics:
         for n in names:
             s = models[n]["metrics"][metric]
-            rng = None if s.get("max") is None or s.get("min") is None else s["max"] - s["min"]
-            summary_rows.append((n, metric, s.get("n"), s.get("mean"), s.get("sd"), s.get("min"), s.get("max"), rng))
+            summary_rows.append((n, metric, s["n"], s["mean"], s["sd"], s["min"], s["max"], s["max"] - s["min"]))
             value_rows.append((n, metric, ", ".join(f"{v:.4f}" for v in s["values"])))
-    ddof = next(iter(models.values()))["metrics"][metrics[0]].get("ddof", 0)
+    ddof = next(iter(models.values()))["metrics"][metrics[0]]["ddof"]
     tables = [
         Table(("model", "metric", "runs", "mean", f"SD (ddof={ddof})", "min", "max", "max - min"),
               tuple(summary_rows), "Per model and metric, over runs."),
@@ -241,21 +239,15 @@ def _run_labels(names: list[str]) -> list[str]:
 
 def agreement_heatmaps(task: str, t: dict) -> list:
     title = "Run \u00d7 run agreement"
-    if t.get("is_regression"):
+    if t["is_regression"]:
         return [Unavailable(title, "label agreement is undefined for a regression task")]
-    models = t.get("models") or {}
-    if not any("agreement_matrix" in m for m in models.values()):
-        return [Unavailable(title, "the analysis result has no per-model 'agreement_matrix' (run names and the "
-                                   "pairwise share of equal predictions); it needs a seedlab analyze that adds it")]
     panels, missing = [], {}
-    for model, m in models.items():
-        am = m.get("agreement_matrix")
-        matrix = None if not am else np.asarray(am["matrix"], dtype=float)
-        if matrix is None or matrix.ndim != 2 or len(matrix) < 2:
-            missing[model] = m.get("agreement_note", "agreement needs at least 2 runs")
+    for model, m in t["models"].items():
+        if "agreement_matrix" not in m:  # the analysis says why (fewer than 2 runs)
+            missing[model] = m["agreement_note"]
             continue
-        names = list(am.get("run_names") or [f"run {i + 1}" for i in range(len(matrix))])
-        panels.append((model, matrix, names))
+        am = m["agreement_matrix"]
+        panels.append((model, np.asarray(am["matrix"], dtype=float), list(am["run_names"])))
     if not panels:
         return [Unavailable(title, "; ".join(f"{m}: {r}" for m, r in missing.items()))]
     # one colour scale for every model of the task, spanning the off-diagonal pairs
@@ -339,10 +331,9 @@ def _levels(x: np.ndarray) -> np.ndarray:
 
 
 def _zhong_unavailable(t: dict) -> str | None:
-    if t.get("is_regression"):
+    """Why a task has no Zhong et al. section (the schema: exactly the regression tasks), or None."""
+    if t["is_regression"]:
         return "per-instance correctness (Zhong et al.) is undefined for a regression task"
-    if not t.get("zhong"):
-        return "the result has no Zhong et al. section"
     return None
 
 
@@ -350,7 +341,7 @@ def instance_accuracy_scatter(task: str, t: dict) -> list:
     title = "Instance accuracy between models"
     if reason := _zhong_unavailable(t):
         return [Unavailable(title, reason)]
-    ia = t["zhong"].get("instance_accuracy") or {}
+    ia = t["zhong"]["instance_accuracy"]
     models = list(ia)
     if len(models) < 2:
         return [Unavailable(title, f"needs at least two models; this task has {len(models)} "
@@ -407,7 +398,7 @@ def decay_curves(task: str, t: dict) -> list:
     title = "Decaying instances: Decayhat(t) vs Decay\u2032(t)"  # = the SECTIONS title
     if reason := _zhong_unavailable(t):
         return [Unavailable(title, reason)]
-    decay = [d for d in t["zhong"].get("decay", []) if d.get("t") and d.get("decay_hat") is not None]
+    decay = t["zhong"]["decay"]
     if not decay:
         return [Unavailable(title, "needs at least two models with runs to compare")]
 
@@ -421,11 +412,8 @@ def decay_curves(task: str, t: dict) -> list:
                     label=r"$\widehat{\mathrm{Decay}}(t)$: observed")
             ax.plot(x, np.asarray(d["decay_baseline"], dtype=float), color=OKABE_ITO[1], lw=1.6, ls="--",
                     label=r"$\mathrm{Decay}'(t)$: random baseline (same model)")
-            if d.get("argmax_t") is not None:
-                ax.axvline(d["argmax_t"], color=GREY, lw=0.8, ls=":", label="t of the largest gap")
-            lb = d.get("lower_bound")
-            ax.set_title(f"{short(d['from'], 14)} \u2192 {short(d['to'], 14)}"
-                         + (f" (bound {lb:.3f})" if lb is not None else ""))
+            ax.axvline(d["argmax_t"], color=GREY, lw=0.8, ls=":", label="t of the largest gap")
+            ax.set_title(f"{short(d['from'], 14)} \u2192 {short(d['to'], 14)} (bound {d['lower_bound']:.3f})")
             ax.set_xlim(-1.0, 0.0)
         for ax in axes[len(decay):]:
             ax.set_visible(False)
@@ -437,8 +425,8 @@ def decay_curves(task: str, t: dict) -> list:
         fig.legend(handles, labels, loc="outside lower center", ncols=3, frameon=False)
         return fig
 
-    summary = tuple((d["from"], d["to"], d.get("max_difference"), d.get("bias"), d.get("lower_bound"),
-                     d.get("argmax_t"), (d.get("fisher_bh") or {}).get("fraction")) for d in decay)
+    summary = tuple((d["from"], d["to"], d["max_difference"], d["bias"], d["lower_bound"], d["argmax_t"],
+                     d["fisher_bh"]["fraction"]) for d in decay)
     tables = [Table(("from", "to", "raw max gap", "bootstrap bias", "lower bound", "at t", "Fisher+BH share"),
                     summary, "Lower bound on the share of instances where the second model is "
                                          "truly worse (Zhong et al. Theorem 1, bias-corrected).")]
@@ -456,7 +444,7 @@ def decay_curves(task: str, t: dict) -> list:
                "instance-accuracy difference (to \u2212 from) is \u2264 t; Decay\u2032(t) is the same share between "
                "two random halves of one model's runs, where no true difference exists. The largest gap, "
                "bias-corrected, is the lower bound on the share of decaying instances.")
-    caveats = list(dict.fromkeys(d["caveat"] for d in decay if d.get("caveat")))
+    caveats = list(dict.fromkeys(d["caveat"] for d in decay if d["caveat"]))
     if caveats:
         caption += " Note: " + " ".join(c[0].upper() + c[1:] + ("" if c.endswith(".") else ".") for c in caveats)
     return [_plot(f"{slug(task)}-decay", title, caption, f"{task}: decay curves per model pair", draw, tables)]
@@ -467,23 +455,15 @@ def decay_curves(task: str, t: dict) -> list:
 # --------------------------------------------------------------------------------------------------
 
 
-def finetune_share(means: dict) -> float | None:
-    """FineVar / (PretVar + FineVar) for display; None when a component estimate is negative or both are 0."""
-    pv, fv = means.get("pretrain_var"), means.get("finetune_var")
-    if pv is None or fv is None or pv < 0 or fv < 0 or pv + fv <= 0:
-        return None
-    return fv / (pv + fv)
-
-
 def noise_bars(task: str, t: dict) -> list:
     title = "Variance decomposition by model size"
     if reason := _zhong_unavailable(t):
         return [Unavailable(title, reason)]
-    noise = t["zhong"].get("noise") or {}
-    have = {m: n for m, n in noise.items() if "means" in n}
-    missing = {m: n.get("unavailable", "not estimated") for m, n in noise.items() if "means" not in n}
+    noise = t["zhong"]["noise"]
+    have = {m: n for m, n in noise.items() if "unavailable" not in n}
+    missing = {m: n["unavailable"] for m, n in noise.items() if "unavailable" in n}
     if not have:
-        return [Unavailable(title, "; ".join(f"{m}: {r}" for m, r in missing.items()) or "no model")]
+        return [Unavailable(title, "; ".join(f"{m}: {r}" for m, r in missing.items()))]
     names = list(have)
 
     def draw():
@@ -511,8 +491,8 @@ def noise_bars(task: str, t: dict) -> list:
         ax2.set_ylim(top=max(top, 1e-9) * 1.35)  # room for the legend above the bars
         return fig
 
-    rows = tuple((m, f"{have[m]['P']}\u00d7{have[m]['F']}", have[m]["means"].get("loss"), have[m]["means"]["bias2"],
-                  have[m]["means"]["pretrain_var"], have[m]["means"]["finetune_var"], finetune_share(have[m]["means"]))
+    rows = tuple((m, f"{have[m]['P']}\u00d7{have[m]['F']}", have[m]["means"]["loss"], have[m]["means"]["bias2"],
+                  have[m]["means"]["pretrain_var"], have[m]["means"]["finetune_var"], have[m]["finetune_share"])
                  for m in names)
     tables = [Table(("model", "P\u00d7F seeds", "loss", "Bias\u00b2", "PretVar", "FineVar",
                      "FineVar / (PretVar + FineVar)"), rows,
@@ -531,14 +511,14 @@ def noise_bars(task: str, t: dict) -> list:
 
 def representation_curves(task: str, t: dict) -> list:
     title = "Representation distance by layer"
-    reps = t.get("representations")
-    if not reps:
+    if "representations" not in t:  # no run logged any
         return [Unavailable(title, "no run logged representations (sweep option log_representations)")]
-    have = {m: r for m, r in reps.items() if "by_layer" in r}
-    missing = {m: r.get("unavailable", "not computed") for m, r in reps.items() if "by_layer" not in r}
+    reps = t["representations"]
+    have = {m: r for m, r in reps.items() if "unavailable" not in r}
+    missing = {m: r["unavailable"] for m, r in reps.items() if "unavailable" in r}
     if not have:
         return [Unavailable(title, "; ".join(f"{m}: {r}" for m, r in missing.items()))]
-    measures = list(dict.fromkeys(mm for r in have.values() for mm in r.get("measures", r["by_layer"])))
+    measures = list(dict.fromkeys(mm for r in have.values() for mm in r["measures"]))
 
     def draw():
         rows, cols = _grid(len(measures))
@@ -546,10 +526,7 @@ def representation_curves(task: str, t: dict) -> list:
         axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
         for ax, measure in zip(axes, measures):
             for i, (model, r) in enumerate(have.items()):
-                ys = r["by_layer"].get(measure)
-                if ys is None:
-                    continue
-                ys = np.array([np.nan if y is None else y for y in ys], dtype=float)
+                ys = np.array([np.nan if y is None else y for y in r["by_layer"][measure]], dtype=float)
                 ax.plot(np.arange(1, len(ys) + 1), ys, marker="o", ms=3.5, lw=1.4, color=colour(i),
                         label=short(model))
             ax.set_title(MEASURE_LABELS.get(measure, measure))
@@ -564,10 +541,9 @@ def representation_curves(task: str, t: dict) -> list:
 
     tables = []
     for model, r in have.items():
-        n_layers = max(len(r["by_layer"][mm]) for mm in measures if mm in r["by_layer"])
-        rows = tuple((layer + 1, *(r["by_layer"].get(mm, [None] * n_layers)[layer] for mm in measures))
-                     for layer in range(n_layers))
-        tables.append(Table(("layer", *measures), rows, f"{model} ({r.get('n_runs')} runs): mean distance over "
+        n_layers = r["n_layers"]
+        rows = tuple((layer + 1, *(r["by_layer"][mm][layer] for mm in measures)) for layer in range(n_layers))
+        tables.append(Table(("layer", *measures), rows, f"{model} ({r['n_runs']} runs): mean distance over "
                             f"run pairs of the first-token states.", collapsed=n_layers > 6,
                             label=f"{model}, {n_layers} layers"))
     caption = ("Du & Nguyen's representation instability: per layer, the distance between two runs' first-token "
@@ -585,17 +561,15 @@ def representation_curves(task: str, t: dict) -> list:
 
 def multibootstrap_intervals(task: str, t: dict) -> list:
     title = "Multi-Bootstrap comparisons"
-    b = t.get("multibootstrap")
-    if not b or not b.get("models"):
-        return [Unavailable(title, "the result has no Multi-Bootstrap section")]
-    metric = b.get("metric", "metric")
+    b = t["multibootstrap"]
+    metric = b["metric"]
     per_model = b["models"]
-    names = [m for m in (t.get("models") or per_model) if m in per_model] or list(per_model)
-    comp = b.get("comparison")
-    schemes = [s for s in SCHEME_LABELS if comp and comp.get(s) and comp[s].get("delta")]
+    names = [m for m in t["models"] if m in per_model]
+    comp = b.get("comparison")  # only with --compare
+    schemes = list(SCHEME_LABELS) if comp else []
 
     def interval(ax, y, est, col, label=None):
-        lo, hi, pt = est.get("ci_low"), est.get("ci_high"), est.get("point")
+        lo, hi, pt = est["ci_low"], est["ci_high"], est["point"]  # None where undefined
         if lo is not None and hi is not None:
             ax.plot([lo, hi], [y, y], color=col, lw=2.2, solid_capstyle="butt", label=label)
             ax.plot([lo, lo], [y - 0.15, y + 0.15], color=col, lw=1.2)
@@ -616,7 +590,7 @@ def multibootstrap_intervals(task: str, t: dict) -> list:
         _model_ticks(ax1, names, axis="y")
         ax1.invert_yaxis()
         ax1.set_xlabel(f"{metric} (point and 95% interval)")
-        ax1.set_title(f"Per model, B = {b.get('n_boot')}")
+        ax1.set_title(f"Per model, B = {b['n_boot']}")
         ax1.grid(axis="y", visible=False)
         if ax2 is not None:
             for i, s in enumerate(schemes):
@@ -626,17 +600,16 @@ def multibootstrap_intervals(task: str, t: dict) -> list:
             ax2.invert_yaxis()
             ax2.set_xlabel(f"difference in {metric}: {short(comp['intervention'])} \u2212 {short(comp['baseline'])}")
             ax2.set_ylabel("resampled")
-            ax2.set_title("Comparison (" + ("paired" if comp.get("paired") else "unpaired") + ")")
+            ax2.set_title("Comparison (" + ("paired" if comp["paired"] else "unpaired") + ")")
             ax2.grid(axis="y", visible=False)
         return fig
 
-    rows = tuple((m, per_model[m].get("point"), per_model[m].get("mean"), per_model[m].get("sd"),
-                  per_model[m].get("ci_low"), per_model[m].get("ci_high")) for m in names)
+    rows = tuple((m, *(per_model[m][k] for k in ("point", "mean", "sd", "ci_low", "ci_high"))) for m in names)
     tables = [Table(("model", metric, "bootstrap mean", "bootstrap SD", "95% low", "95% high"), rows,
-                    f"{b.get('estimator', 'Multi-Bootstrap')}; B = {b.get('n_boot')}, seed = {b.get('seed')}.")]
+                    f"{b['estimator']}; B = {b['n_boot']}, seed = {b['seed']}.")]
     if schemes:
-        crow = tuple((SCHEME_LABELS[s], comp[s]["delta"].get("point"), comp[s]["delta"].get("sd"),
-                      comp[s]["delta"].get("ci_low"), comp[s]["delta"].get("ci_high"), comp[s].get("p_value"))
+        crow = tuple((SCHEME_LABELS[s], comp[s]["delta"]["point"], comp[s]["delta"]["sd"], comp[s]["delta"]["ci_low"],
+                      comp[s]["delta"]["ci_high"], comp[s]["p_value"])
                      for s in schemes)
         header = ("resampled", f"\u0394 {metric}", "bootstrap SD", "95% low", "95% high", "p (\u0394 \u2264 0)")
         tables.append(Table(header,
@@ -659,9 +632,9 @@ MEASURE_TITLES = {"sd": "SD of the metric", "pd": "PD (pairwise disagreement)", 
 
 def method_instability(task: str, t: dict) -> list:
     title = "Mitigation methods compared"
-    if not t.get("methods"):
+    if "methods" not in t:
         return []  # a single mitigation method: no section
-    per_model = {m: c for m, c in t["methods"].items() if "values" in c}
+    per_model = {m: c for m, c in t["methods"].items() if "unavailable" not in c}
     if not per_model:
         return [Unavailable(title, "; ".join(f"{m}: {c['unavailable']}" for m, c in t["methods"].items()))]
     out = []
@@ -710,10 +683,10 @@ def method_instability(task: str, t: dict) -> list:
 
 def expected_max_curves(task: str, t: dict) -> list:
     title = "Expected best score of n runs"
-    curves = t.get("expected_max") or {}
+    curves = t["expected_max"]
     if not curves:
         return [Unavailable(title, "no condition has at least 2 runs")]
-    metric = (t.get("metrics") or ["metric"])[0]
+    metric = t["metrics"][0]
     names = list(curves)
 
     def draw():
@@ -731,7 +704,7 @@ def expected_max_curves(task: str, t: dict) -> list:
     rows = tuple((name, e["N"], *(e["expected_max"][n - 1] if n <= len(e["expected_max"]) else None for n in (1, 2, 5, 10)))
                  for name, e in curves.items())
     caption = (f"Dodge et al. (2019): the expected maximum of {metric} over n runs drawn from the N observed ones "
-               f"(with replacement), with a 95% bootstrap band. {t.get('expected_max_note', '')}")
+               f"(with replacement), with a 95% bootstrap band. {t['expected_max_note']}")
     return [_plot(f"{slug(task)}-expected-max", title, caption, f"{task}: expected best {metric} of n runs", draw,
                   [Table(("condition", "N runs", "n=1", "n=2", "n=5", "n=10"), rows, "Expected best score.")])]
 
@@ -743,14 +716,13 @@ def expected_max_curves(task: str, t: dict) -> list:
 
 def instability_table(task: str, t: dict) -> list:
     title = "Prediction-level instability"
-    models = t.get("models") or {}
-    rows = tuple((m, mm.get("n_runs"), i.get("sd"), i.get("pd"), i.get("jsd"), i.get("one_minus_fleiss_kappa"),
-                  i.get("consistency_all"), i.get("agreement_pairwise"))
-                 for m, mm in models.items() if (i := mm.get("instability")))
-    if not rows:
-        notes = {mm.get("agreement_note") for mm in models.values() if mm.get("agreement_note")}
-        return [Unavailable(title, "; ".join(sorted(notes)) or "no model has at least 2 runs")]
-    metric = (t.get("metrics") or ["metric"])[0]
+    models = t["models"]
+    rows = tuple((m, mm["n_runs"], *(i[k] for k in ("sd", "pd", "jsd", "one_minus_fleiss_kappa", "consistency_all",
+                                                    "agreement_pairwise")))
+                 for m, mm in models.items() if (i := mm["instability"]) is not None)
+    if not rows:  # every model: a regression task or fewer than 2 runs, as the analysis notes
+        return [Unavailable(title, "; ".join(sorted({mm["agreement_note"] for mm in models.values()})))]
+    metric = t["metrics"][0]
     return [Table(("model", "runs", f"SD of {metric}", "PD", "JSD", "1 \u2212 Fleiss \u03ba", "consistency_all",
                    "agreement_pairwise"), rows,
                   "Du & Nguyen (2023): PD = mean pairwise disagreement, JSD = mean pairwise Jensen-Shannon "
@@ -789,13 +761,11 @@ SECTIONS = (
 
 
 def task_sections(task: str, t: dict) -> list[Section]:
-    """Every section of one task, in report order; a builder that fails is reported, not raised."""
+    """Every section of one task, in report order. A figure that cannot exist says why (`Unavailable`); a
+    malformed result raises (KeyError, TypeError, ...): it is a bug of the producer or the consumer."""
     out = []
     for name, title, intro, build in SECTIONS:
-        try:
-            items = build(task, t)
-        except Exception as exc:  # noqa: BLE001 - one malformed part must not lose the whole report
-            items = [Unavailable(title, f"could not be drawn from this result ({type(exc).__name__}: {exc})")]
+        items = build(task, t)
         if not items:  # the section does not apply to this experiment (e.g. methods with one method)
             continue
         out.append(Section(f"{slug(task)}-{name}", title, intro, items))
