@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# A real small seed study on 2 CPU cores: MiniLM-L6 and two continued-pretraining seed families, 3 fine-tuning
+# seeds each on SST-2, then the analysis (Multi-Bootstrap comparison of the two) and the report's figures.
 demo: $(STAMP)
-	$(BIN)/python sweeps/bert_sizes.py --profile smoke
-	$(BIN)/seedlab analyze --experiment bert_sizes-smoke
+	$(BIN)/python sweeps/seed_study.py --profile demo
+	$(BIN)/seedlab analyze --experiment seed_study-demo --compare minilm minilm+mlm --figures demo-figures
 	@echo
 	@echo "Browse the runs:  $(BIN)/seedlab ui    (MLflow UI on the store in ./mlruns)"
 

@@ -131,12 +131,16 @@ def _missing_cells(store, experiment_id: str, finished, page_size: int = 1000) -
     for sweep in find_runs(store, [experiment_id], KIND_SWEEP, status=None, page_size=page_size):
         p = sweep.data.params
         try:
-            axes = [p["tasks"].split(","), p["models"].split(","), p["pretrain_seeds"].split(","),
-                    p["finetune_seeds"].split(","), p.get("methods", "standard").split(",")]
-        except KeyError:
+            tasks, models, methods = p["tasks"].split(","), p["models"].split(","), p.get("methods", "standard").split(",")
+            seeds = {m: [int(x) for x in p["pretrain_seeds"].split(",")] for m in models}
+            for part in filter(None, p.get("model_pretrain_seeds", "").split(";")):  # per-model overrides
+                model, listed = part.rsplit(":", 1)
+                seeds[model] = [int(x) for x in listed.split(",")]
+            finetune = [int(x) for x in p["finetune_seeds"].split(",")]
+        except (KeyError, ValueError):
             continue
-        declared |= {(t, m, int(ps), int(fs), meth) for t in axes[0] for m in axes[1] for ps in axes[2]
-                     for fs in axes[3] for meth in axes[4]}
+        declared |= {(t, m, ps, fs, meth) for t in tasks for m in models for ps in seeds[m] for fs in finetune
+                     for meth in methods}
     have = {(r.task, r.model, r.pretrain_seed, r.finetune_seed, r.method) for r in finished}
     return [trial_run_name(t, m, ps, fs, meth) for t, m, ps, fs, meth in sorted(declared - have)]
 

@@ -58,13 +58,41 @@ NAMED_CHECKPOINTS: dict[str, NamedCheckpoint] = {
 }
 
 
+# "<named checkpoint>+mlm": that checkpoint after continued masked-LM pretraining on WikiText-2, one family per
+# pretraining seed (its new MLM head, data order, masking and dropout drawn from that seed), the way
+# domain-adaptive pretraining families are made (seedlab.train.pretrain).
+CONTINUED_MLM_SUFFIX = "+mlm"
+
+
+def continued_base(model: str) -> str | None:
+    """The named checkpoint a "<name>+mlm" family continues from, else None."""
+    base = model.removesuffix(CONTINUED_MLM_SUFFIX)
+    return base if model.endswith(CONTINUED_MLM_SUFFIX) and base in NAMED_CHECKPOINTS else None
+
+
+def is_pretrainable(model: str) -> bool:
+    """Can seedlab make seed families of `model` (a BERT size from scratch, or a continued named checkpoint)?"""
+    return model in BERT_SIZES or continued_base(model) is not None
+
+
+def short_name(model: str) -> str:
+    """The model's name in run names: a name seedlab knows as it is ("mini", "minilm", "minilm+mlm"); a hub
+    name or a local path by its last component ("google/multiberts-seed_3" -> "multiberts-seed_3")."""
+    if model in BERT_SIZES or model in NAMED_CHECKPOINTS or continued_base(model):
+        return model
+    return model.rstrip("/").rsplit("/", 1)[-1] or model
+
+
 def display_name(model: str) -> str:
     """A short label for a model name in tables and figures.
 
-    A named checkpoint -> its display name ("minilm" -> "MiniLM-L6"); a hub name or a local path -> its last
-    component ("google/multiberts-seed_3" -> "multiberts-seed_3", "/ckpt/run7/" -> "run7"); a BERT size (or
-    anything else) unchanged.
+    A named checkpoint -> its display name ("minilm" -> "MiniLM-L6", "minilm+mlm" -> "MiniLM-L6+MLM"); a hub name
+    or a local path -> its last component ("google/multiberts-seed_3" -> "multiberts-seed_3", "/ckpt/run7/" ->
+    "run7"); a BERT size (or anything else) unchanged.
     """
     if model in NAMED_CHECKPOINTS:
         return NAMED_CHECKPOINTS[model].display_name
-    return model.rstrip("/").rsplit("/", 1)[-1] or model
+    base = continued_base(model)
+    if base is not None:
+        return NAMED_CHECKPOINTS[base].display_name + "+MLM"
+    return short_name(model)

@@ -99,21 +99,24 @@ def run_pretrain_trial(config: dict) -> dict:
     return report
 
 
-def run_pretrain_stage(sizes, pretrain_seeds, config_by_size: dict | None = None, experiment: str | None = None,
+def run_pretrain_stage(sizes=(), pretrain_seeds=(), config_by_size: dict | None = None, experiment: str | None = None,
                        tracking_uri: str | None = None, resources: StageResources | None = None,
-                       max_failures: int = 2, max_concurrent: int | None = None, out=sys.stdout) -> StageResult:
+                       max_failures: int = 2, max_concurrent: int | None = None, out=sys.stdout,
+                       families=None) -> StageResult:
     """Pretrain every (size, seed) family not yet FINISHED, one Ray Tune trial each, logging to `experiment`.
 
     A family counts as done when a FINISHED run of exactly its configuration (`PretrainConfig.key()`) exists in
     any experiment of the store: `find_checkpoint` resolves by key across experiments too, so two sweeps
-    that pretrain the same family (say bert_sizes and mitigation) share one checkpoint."""
+    that pretrain the same family (say bert_sizes and mitigation) share one checkpoint.
+    `families`: the (size, seed) pairs to pretrain, instead of every size x every seed."""
     import ray
     from ray import tune
 
     from seedlab.run.progress import SweepProgress, tune_callback
     from seedlab.store.checkpoints import pretrain_experiment
 
-    configs = stage_configs(sizes, pretrain_seeds, config_by_size or {})
+    families = families if families is not None else [(m, p) for m in sizes for p in pretrain_seeds]
+    configs = stage_configs(families, config_by_size=config_by_size or {})
     resources = resources or StageResources()
     experiment = experiment or pretrain_experiment()
     uri = resolve_tracking_uri(tracking_uri)
@@ -126,11 +129,9 @@ def run_pretrain_stage(sizes, pretrain_seeds, config_by_size: dict | None = None
           f"{len(configs) - len(todo)} already pretrained (in this store), {len(todo)} to run", file=out, flush=True)
     failed = 0
     if todo:
-        if not ray.is_initialized():  # as seedlab.run.sweep: RAY_ADDRESS joins a cluster, else a local runtime starts
-            address = os.environ.get("RAY_ADDRESS") or None
-            if address and address.startswith("http"):
-                address = "auto"
-            ray.init(address=address, logging_level="WARNING", include_dashboard=False if address is None else None)
+        from seedlab.run.ray_runtime import init_ray
+
+        init_ray(out)
         use_gpu = ray.cluster_resources().get("GPU", 0) > 0
         context = {"tracking_uri": uri, "experiment_id": experiment_id, "git_commit": git_commit()}
         progress = SweepProgress("pretrain", len(todo), out)

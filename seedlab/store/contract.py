@@ -70,9 +70,12 @@ COMPUTE_VERSION = 2
 
 # --- names
 def trial_run_name(task: str, model: str, pretrain_seed: int, finetune_seed: int, method: str = "standard") -> str:
-    """`<task>/<model>/p<pretraining seed>/f<fine-tuning seed>[/<method>]`: the one form of a trial's name."""
+    """`<task>/<model>/p<pretraining seed>/f<fine-tuning seed>[/<method>]`: the one form of a trial's name
+    (the model by its short name: a hub name or local path by its last component)."""
+    from seedlab.data.catalog import short_name
+
     suffix = "" if method == "standard" else f"/{method}"
-    return f"{task}/{model}/p{pretrain_seed}/f{finetune_seed}{suffix}"
+    return f"{task}/{short_name(model)}/p{pretrain_seed}/f{finetune_seed}{suffix}"
 
 
 def sweep_run_name(profile: str) -> str:

@@ -157,16 +157,20 @@ def predict(model, data: Encoded, device: str = "cpu", batch_size: int = 128, *,
     embedding output (hidden_states[0]) and the pooler are excluded, as in Du & Nguyen (2023).
     """
     model.to(device).eval()
+    # Batches of similar lengths: each batch is cut to its longest row, so sorting by length removes most of the
+    # padding the forward pass would compute on (the rows go back to their order below).
+    by_length = np.argsort(data.lengths, kind="stable")
     outputs, layers = [], []
     for first in range(0, len(data.labels), batch_size):
-        index = list(range(first, min(first + batch_size, len(data.labels))))
+        index = by_length[first : first + batch_size]
         batch = {k: v.to(device) for k, v in data.batch(index).items()}
         with mixed_precision(device):
             output = model(**batch, output_hidden_states=return_states)
         outputs.append(output.logits.float().cpu())
         if return_states:
             layers.append(torch.stack([h[:, 0, :] for h in output.hidden_states[1:]]).float().cpu())
-    logits = torch.cat(outputs)
+    restore = torch.from_numpy(np.argsort(by_length, kind="stable"))  # sorted position of each row
+    logits = torch.cat(outputs)[restore]
     if model.config.num_labels == 1:
         predictions, probs = logits.squeeze(-1).numpy().astype(np.float32), None
     else:
@@ -174,4 +178,4 @@ def predict(model, data: Encoded, device: str = "cpu", batch_size: int = 128, *,
         predictions = probs.argmax(axis=-1)
     if not return_states:
         return predictions, probs
-    return predictions, probs, torch.cat(layers, dim=1).numpy().astype(np.float16)
+    return predictions, probs, torch.cat(layers, dim=1)[:, restore].numpy().astype(np.float16)

@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 
-from seedlab.data.catalog import BERT_SIZES
+from seedlab.data.catalog import BERT_SIZES, continued_base
 from seedlab.errors import SeedlabError
 from seedlab.train.seeds import derive_seed
 
@@ -20,6 +20,8 @@ SCHEDULES = ("linear", "cosine")
 
 @dataclass(frozen=True)
 class PretrainConfig:
+    # A BERT size pretrained from scratch, or "<named checkpoint>+mlm": that published checkpoint's masked-LM
+    # pretraining continued on WikiText-2 (seedlab.data.catalog.continued_base).
     size: str
     pretrain_seed: int
     max_steps: int = 2000
@@ -36,8 +38,12 @@ class PretrainConfig:
     log_every: int = 10
 
     def validate(self) -> None:
-        if self.size not in BERT_SIZES:
-            raise SeedlabError(f"unknown BERT size {self.size!r} (valid: {', '.join(BERT_SIZES)})")
+        if self.size not in BERT_SIZES and continued_base(self.size) is None:
+            from seedlab.data.catalog import CONTINUED_MLM_SUFFIX, NAMED_CHECKPOINTS
+
+            continued = ", ".join(f"{n}{CONTINUED_MLM_SUFFIX}" for n in NAMED_CHECKPOINTS)
+            raise SeedlabError(f"cannot pretrain {self.size!r} (valid: a BERT size {', '.join(BERT_SIZES)}, "
+                               f"or a continued named checkpoint {continued})")
         if not isinstance(self.pretrain_seed, int) or isinstance(self.pretrain_seed, bool) or self.pretrain_seed < 0:
             raise SeedlabError(f"invalid pretraining seed {self.pretrain_seed!r} (valid: non-negative integers)")
         if self.schedule not in SCHEDULES:
@@ -75,6 +81,6 @@ def pretrain_config(size: str, pretrain_seed: int, config_by_size: dict) -> Pret
     return config
 
 
-def stage_configs(sizes, pretrain_seeds, config_by_size: dict) -> list[PretrainConfig]:
-    """Every (size, seed) family's PretrainConfig."""
-    return [pretrain_config(size, seed, config_by_size) for size in sizes for seed in pretrain_seeds]
+def stage_configs(families, *, config_by_size: dict) -> list[PretrainConfig]:
+    """The PretrainConfig of every (size, pretraining seed) family in `families`."""
+    return [pretrain_config(size, seed, config_by_size) for size, seed in families]

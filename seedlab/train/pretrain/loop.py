@@ -2,9 +2,11 @@
 
 One pretraining seed decides everything random in a family, through separate streams (`pretrain_seeds`):
 
-- initialisation: `torch.manual_seed(seed)` then `BertModel(bert_config(size))`, exactly how
+- initialisation: for a BERT size, `torch.manual_seed(seed)` then `BertModel(bert_config(size))`, exactly how
   `seedlab.train.models.resolve_model` draws a random backbone, so step 0 of pretraining IS the random-init
-  baseline of that seed (the MLM head is drawn afterwards from its own derived seed);
+  baseline of that seed; for a continued named checkpoint ("minilm+mlm"), the published backbone as it is.
+  Either way the MLM head is drawn afterwards from its own derived seed (the decoder is tied to the word
+  embeddings; its transform and bias are new);
 - data order: a private generator (`pretrain_order`) permutes the packed blocks every epoch;
 - masking: a private generator (`pretrain_mask`);
 - dropout: the global torch RNG, reseeded (`pretrain_dropout`) right before the loop.
@@ -27,19 +29,44 @@ from seedlab.train.pretrain.data import block_order, eval_set, load_blocks, mask
 
 
 def init_mlm_model(size: str, pretrain_seed: int, vocab_size: int):
-    """BertForMaskedLM whose backbone (pooler included) is exactly resolve_model's random backbone of the seed."""
+    """BertForMaskedLM whose backbone (pooler included) is resolve_model's backbone of the family: a BERT size's
+    random backbone of the seed, or a continued named checkpoint's published one; the MLM head from `head_seed`."""
     from transformers import BertForMaskedLM, BertModel
 
+    from seedlab.data.catalog import continued_base
     from seedlab.train.models import bert_config
 
-    config = bert_config(size, vocab_size)
-    torch.manual_seed(pretrain_seed)  # as seedlab.train.models.resolve_model: the pretraining seed alone decides it
-    backbone = BertModel(config)  # with its pooler, which MLM never trains (kept as drawn, saved, documented)
+    base = continued_base(size)
+    if base is not None:
+        from seedlab.data.pretrained import resolve_named_checkpoint
+
+        backbone = BertModel.from_pretrained(resolve_named_checkpoint(base), use_safetensors=True)
+        config = backbone.config
+    else:
+        config = bert_config(size, vocab_size)
+        torch.manual_seed(pretrain_seed)  # as seedlab.train.models.resolve_model: the pretraining seed alone decides it
+        backbone = BertModel(config)  # with its pooler, which MLM never trains (kept as drawn, saved, documented)
     torch.manual_seed(pretrain_seeds(pretrain_seed)["head_seed"])
     model = BertForMaskedLM(config)
     model.bert = backbone
     model.tie_weights()  # the decoder shares the (new) word embeddings
     return model
+
+
+def family_tokenizer(size: str):
+    """seedlab's WikiText-2 WordPiece for a BERT size; the checkpoint's own tokenizer for a continued one."""
+    from seedlab.data.catalog import continued_base
+
+    base = continued_base(size)
+    if base is None:
+        from seedlab.data.tokenizer import load_tokenizer
+
+        return load_tokenizer()
+    from transformers import AutoTokenizer
+
+    from seedlab.data.pretrained import resolve_named_checkpoint
+
+    return AutoTokenizer.from_pretrained(resolve_named_checkpoint(base))
 
 
 def mlm_loss(model, inputs: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -124,12 +151,10 @@ class PretrainResult:
 
 def pretrain(config: PretrainConfig, device: str | None = None, on_log=None) -> PretrainResult:
     """Pretrain one (size, seed) family member with masked-LM. Deterministic on CPU for a given thread count."""
-    from seedlab.data.tokenizer import load_tokenizer
-
     config.validate()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     seeds = pretrain_seeds(config.pretrain_seed)
-    tokenizer = load_tokenizer()
+    tokenizer = family_tokenizer(config.size)
     train = load_blocks("train", tokenizer, config.max_seq_length, config.max_train_lines)
     if len(train) == 0:
         raise SeedlabError(f"max_train_lines={config.max_train_lines} gives no block of {config.max_seq_length} tokens")
