@@ -14,7 +14,9 @@ import urllib.parse
 
 import pytest
 
-pytestmark = pytest.mark.browser  # tests/browser/conftest.py skips them without Chromium or Playwright
+# tests/browser/conftest.py skips them without Chromium or Playwright; the store holds the Zhou et al. import
+pytestmark = [pytest.mark.browser,
+              pytest.mark.needs_data("predictions/zhou2020_instability_bert_base_mnli", "glue/MNLI")]
 
 UI_TIMEOUT_MS = 60_000
 
