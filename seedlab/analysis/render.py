@@ -6,6 +6,8 @@ looked up."""
 
 from __future__ import annotations
 
+from seedlab.data.catalog import short_name
+
 
 def _fmt(value, digits: int = 4) -> str:
     if value is None:
@@ -43,7 +45,7 @@ def render_summary(result: dict) -> str:
         header += ["consistency_all", "agreement_pairwise", "fleiss_kappa"]
         rows = []
         for model, m in t["models"].items():
-            row = [model, str(m["n_runs"])]
+            row = [short_name(model), str(m["n_runs"])]
             for metric in t["metrics"]:
                 s = m["metrics"][metric]
                 row += [_fmt(s["mean"]), _fmt(s["sd"]), _fmt(s["min"]), _fmt(s["max"])]
@@ -57,7 +59,7 @@ def render_summary(result: dict) -> str:
 
 
 def _instability(t: dict) -> list[str]:
-    rows = [[model, _fmt(i["sd"]), _fmt(i["pd"]), _fmt(i["jsd"]), _fmt(i["one_minus_fleiss_kappa"])]
+    rows = [[short_name(model), _fmt(i["sd"]), _fmt(i["pd"]), _fmt(i["jsd"]), _fmt(i["one_minus_fleiss_kappa"])]
             for model, m in t["models"].items() if (i := m["instability"]) is not None]
     if not rows:
         return []
@@ -90,10 +92,10 @@ def _zhong(t: dict) -> list[str]:
     for model, n in z["noise"].items():
         if "means" in n:
             mm = n["means"]
-            rows.append([model, f"{n['P']}x{n['F']}", _fmt(mm["loss"]), _fmt(mm["bias2"]), _fmt(mm["pretrain_var"]),
+            rows.append([short_name(model), f"{n['P']}x{n['F']}", _fmt(mm["loss"]), _fmt(mm["bias2"]), _fmt(mm["pretrain_var"]),
                          _fmt(mm["finetune_var"])])
         else:
-            rows.append([model, "-", n["unavailable"], "", "", ""])
+            rows.append([short_name(model), "-", n["unavailable"], "", "", ""])
     out += _table(["model", "PxF", "loss", "bias^2", "PretVar", "FineVar"], rows)
     for note in z["design_notes"].values():
         out.append(f"  ! {note}")
@@ -121,7 +123,7 @@ def _zhong(t: dict) -> list[str]:
 def _bootstrap(t: dict) -> list[str]:
     b = t["multibootstrap"]
     out = ["", f"-- Multi-Bootstrap ({b['metric']}, B={b['n_boot']}, seed={b['seed']}; 95% percentile CIs) --"]
-    rows = [[model, _fmt(e["point"]), f"[{_fmt(e['ci_low'])}, {_fmt(e['ci_high'])}]"] for model, e in b["models"].items()]
+    rows = [[short_name(model), _fmt(e["point"]), f"[{_fmt(e['ci_low'])}, {_fmt(e['ci_high'])}]"] for model, e in b["models"].items()]
     out += _table(["model", b["metric"], "95% CI"], rows)
     c = b.get("comparison")
     if c:

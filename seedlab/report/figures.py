@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from seedlab.data.catalog import display_name
+
 # Okabe & Ito (2008), "Color Universal Design": blue, orange, bluish green, reddish purple, sky blue,
 # vermillion, black, yellow (yellow last: weak on white).
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
@@ -157,8 +159,8 @@ def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
 
 
 def _model_ticks(ax, names, axis: str = "x") -> None:
-    """Model names as tick labels: shortened, rotated when many or long."""
-    labels = [short(n) for n in names]
+    """Model names as tick labels: their display names, shortened, rotated when many or long."""
+    labels = [short(display_name(n)) for n in names]
     rotate = len(names) > 4 or max((len(s) for s in labels), default=0) > 10
     pos = np.arange(len(names))
     if axis == "x":
@@ -282,7 +284,7 @@ def agreement_heatmaps(task: str, t: dict) -> list:
             ax.set_yticks(ticks, [labels[i] for i in ticks])
             ax.set_xlabel("run")
             ax.set_ylabel("run")
-            ax.set_title(f"{short(model)} ({n} runs)")
+            ax.set_title(f"{short(display_name(model))} ({n} runs)")
             if n <= MAX_ANNOTATED_RUNS and (panel - 0.9) / n >= 0.2 + 0.09 * digits:  # room for the digits (inches)
                 mid = (vmin + vmax) / 2
                 for i in range(n):
@@ -369,9 +371,9 @@ def instance_accuracy_scatter(task: str, t: dict) -> list:
             ax.set_xlim(-0.06, 1.06)
             ax.set_ylim(-0.06, 1.06)
             ax.set_aspect("equal")
-            ax.set_xlabel(f"{short(a)}: instance accuracy")
-            ax.set_ylabel(f"{short(b)}: instance accuracy")
-            ax.set_title(f"{short(b)} vs {short(a)}")
+            ax.set_xlabel(f"{short(display_name(a))}: instance accuracy")
+            ax.set_ylabel(f"{short(display_name(b))}: instance accuracy")
+            ax.set_title(f"{short(display_name(b))} vs {short(display_name(a))}")
         for ax in axes[len(pairs):]:
             ax.set_visible(False)
         return fig
@@ -413,7 +415,8 @@ def decay_curves(task: str, t: dict) -> list:
             ax.plot(x, np.asarray(d["decay_baseline"], dtype=float), color=OKABE_ITO[1], lw=1.6, ls="--",
                     label=r"$\mathrm{Decay}'(t)$: random baseline (same model)")
             ax.axvline(d["argmax_t"], color=GREY, lw=0.8, ls=":", label="t of the largest gap")
-            ax.set_title(f"{short(d['from'], 14)} \u2192 {short(d['to'], 14)} (bound {d['lower_bound']:.3f})")
+            ax.set_title(f"{short(display_name(d['from']), 14)} \u2192 {short(display_name(d['to']), 14)} "
+                         f"(bound {d['lower_bound']:.3f})")
             ax.set_xlim(-1.0, 0.0)
         for ax in axes[len(decay):]:
             ax.set_visible(False)
