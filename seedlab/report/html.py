@@ -68,7 +68,7 @@ def render_table(table: Table) -> str:
         cells = []
         for i, cell in enumerate(row):
             cls = ""
-            if isinstance(cell, str) and cell[:1].isalpha():
+            if isinstance(cell, str) and (cell[:1].isalpha() or len(cell) > 40):  # words; long text wraps
                 cls = ' class="text wrap"' if len(cell) > 40 else ' class="text"'
 
             tag = "th scope=\"row\"" if i == 0 else "td"
