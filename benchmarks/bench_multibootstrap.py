@@ -5,7 +5,7 @@ instances per arm (100 runs in all). The loop reference is too slow to run all 1
 benchmark, so it runs the first ``--loop-iters`` iterations of the same RNG stream and its time is scaled
 per iteration (the output says so). Before timing, both are run on a small case and must agree exactly.
 
-    python benchmarks/bench_multibootstrap.py [--loop-iters 20] [--repeats 5] [--n-boot 1000]
+    python benchmarks/bench_multibootstrap.py [--loop-iters 20] [--repeats 5] [--n-bootstrap 1000]
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import tracemalloc
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# the loop oracle lives with the tests that hold the vectorised version to it
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "stats"))
 from loop_reference import multibootstrap_loop  # noqa: E402
 
 from seedlab.stats.multibootstrap import multibootstrap  # noqa: E402
@@ -45,8 +46,8 @@ def check_equal_small():
     labels, pb, sb, pi, si = make_data(P=4, F=3, m=500, seed=1)
     for score in ("accuracy", "f1", "mcc"):
         for paired in (True, False):
-            v = multibootstrap(labels, pb, sb, pi, si, score=score, n_boot=40, paired=paired, rng_seed=7).samples
-            ref = multibootstrap_loop(labels, pb, sb, pi, si, score=score, n_boot=40, paired=paired, rng_seed=7)
+            v = multibootstrap(labels, pb, sb, pi, si, score=score, n_bootstrap=40, paired=paired, rng=7).samples
+            ref = multibootstrap_loop(labels, pb, sb, pi, si, score=score, n_bootstrap=40, paired=paired, rng=7)
             assert np.allclose(v, ref, rtol=0, atol=1e-12), (score, paired, np.abs(v - ref).max())
     print("equal results on a small case (4 seeds x 3 runs x 500 instances, B=40; accuracy/f1/mcc, paired"
           " and unpaired): max |vectorised - loop| <= 1e-12")
@@ -56,13 +57,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--loop-iters", type=int, default=20, help="iterations of the loop reference per timing")
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats of each version (best and median kept)")
-    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--n-bootstrap", type=int, default=1000)
     args = ap.parse_args(argv)
 
     check_equal_small()
     labels, pb, sb, pi, si = make_data()
-    B = args.n_boot
-    kw = dict(score="accuracy", n_boot=B, paired=True, rng_seed=0)
+    B = args.n_bootstrap
+    kw = dict(score="accuracy", n_bootstrap=B, paired=True, rng=0)
 
     # The same protocol for both versions (the machine may be shared): `repeats` timings each, best and
     # median reported. The loop reference runs its first `loop_iters` iterations (the RNG stream of a full

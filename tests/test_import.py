@@ -308,3 +308,125 @@ def test_regression_task_round_trips(tmp_path, uri):
 def test_mccoy_counts_are_refused_with_the_reason():
     with pytest.raises(SeedlabError, match=r"not per-run predictions, so it cannot be imported as trial runs"):
         read_folder(MCCOY)
+
+
+# --------------------------------------------------------------------------------------------------
+# reading with pyarrow: what a file says is what is imported
+# --------------------------------------------------------------------------------------------------
+
+
+def one_run_folder(tmp_path, name, text):
+    """A generic folder with one run of task toy3 whose predictions file is `name` holding `text`."""
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "runs.csv").write_text(f"run,task,model,pretrain_seed,finetune_seed\n{name.split('.')[0]},toy3,m,0,1\n")
+    (folder / name).write_text(text)
+    return folder
+
+
+def test_csv_ids_stay_text_exactly_as_written(tmp_path):
+    # pyarrow would type a column of "007", "1e3", "1.0" as numbers; ids are read as text, surrounding spaces
+    # stripped as before
+    ids = ["007", "1e3", "1.0", "-0", "x", "8"]
+    text = "instance_id,label,prediction\n" + "".join(f"{i},{k % 3},{k % 3}\n" for k, i in enumerate(ids))
+    (run,) = read_folder(one_run_folder(tmp_path, "r.csv", text.replace("x,", "  x ,"))).runs
+    assert run.instance_ids.tolist() == ids
+    assert run.labels.dtype == np.int64 and run.labels.tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_csv_quoted_fields_header_spaces_and_blank_lines_are_read_as_written(tmp_path):
+    text = (' instance_id , label,prediction\n'
+            '"a,b",0,0\n'
+            '\n'
+            '"say ""hi""", 1 , 1\n'
+            '   \n'
+            '"two\nlines",2,2\n'
+            'plain,0,1\n')
+    (run,) = read_folder(one_run_folder(tmp_path, "r.csv", text)).runs
+    assert run.instance_ids.tolist() == ["a,b", 'say "hi"', "two\nlines", "plain"]
+    assert run.labels.tolist() == [0, 1, 2, 0] and run.predictions.tolist() == [0, 1, 2, 1]
+
+
+def test_csv_messages_name_the_line_across_blank_lines(tmp_path):
+    text = "instance_id,label,prediction\nx0,0,0\n\n   \nx1,1,1\n\nx2,-1,1\n"
+    with pytest.raises(SeedlabError, match=r"^r\.csv line 7: label is -1 \(valid class ids"):
+        read_folder(one_run_folder(tmp_path, "r.csv", text))
+
+
+def test_csv_messages_count_rows_when_a_record_spans_lines(tmp_path):
+    # after a quoted line break, lines no longer name rows: the data row from 0 is named instead
+    text = 'instance_id,label,prediction\n"x\n0",0,0\nx1,1,1\nx2,-1,1\n'
+    with pytest.raises(SeedlabError, match=r"^r\.csv row 2: label is -1 \(valid class ids"):
+        read_folder(one_run_folder(tmp_path, "r.csv", text))
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("", r"line 3: label is empty$"),
+    ('""', r"line 3: label is empty$"),
+    ("NA", r"line 3: label is not a number \('NA'\)$"),  # pyarrow's default would read NA as missing
+    ("null", r"line 3: label is not a number \('null'\)$"),
+    ("true", r"line 3: label is not a number \('true'\)$"),  # pyarrow's default would read a boolean
+    ("nan", r"line 3: label is nan \(must be finite\)$"),
+    ("1,1", r"line 3: has 4 fields where the header has 3$"),
+])
+def test_csv_cells_that_are_no_class_id(tmp_path, cell, message):
+    text = f"instance_id,label,prediction\nx0,0,0\nx1,{cell},1\n"
+    with pytest.raises(SeedlabError, match="^r\\.csv " + message):
+        read_folder(one_run_folder(tmp_path, "r.csv", text))
+
+
+def test_jsonl_integer_ids_become_their_decimal_text(tmp_path):
+    text = "".join(json.dumps({"instance_id": i, "label": i % 3, "prediction": 0}) + "\n\n" for i in (7, 10, 3))
+    (run,) = read_folder(one_run_folder(tmp_path, "r.jsonl", text)).runs
+    assert run.instance_ids.tolist() == ["7", "10", "3"]
+
+
+@pytest.mark.parametrize("lines, message", [
+    (['{"instance_id": 7, "label": 0, "prediction": 0}', '{"instance_id": "x", "label": 0, "prediction": 0}'],
+     r"^r\.jsonl line 2: instance_id is a string where earlier lines have a number \(valid: one JSON object per "
+     r"line, each key holding one type\)$"),
+    (['{"instance_id": "a", "label": 0, "prediction": 0}', "", '{"instance_id": "b", "prediction": 0}'],
+     r"^r\.jsonl line 3: label is missing or null$"),
+    (['{"instance_id": "a", "label": 0, "prediction": 0}', '{"instance_id": "b", "label": 0, "prediction": 0'],
+     r"^r\.jsonl line 2: not valid JSON \("),
+    (['{"instance_id": "a", "label": 0, "prediction": 0}', "[1, 2]"],
+     r"^r\.jsonl line 2: is an array where earlier lines have an object"),
+    (['{"instance_id": "a", "label": true, "prediction": 0}'],
+     r"^r\.jsonl: label has type bool \(valid: integer or floating point\)$"),
+])
+def test_bad_jsonl_is_one_line_naming_the_line(tmp_path, lines, message):
+    with pytest.raises(SeedlabError, match=message) as caught:
+        read_folder(one_run_folder(tmp_path, "r.jsonl", "\n".join(lines) + "\n"))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_parquet_probs_must_be_finite(tmp_path, bad):
+    # the old reader let NaN probs of a parquet file through: NaN fails no comparison, so the sum check passed
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "runs.csv").write_text("run,task,model,pretrain_seed,finetune_seed\nr,toy3,m,0,1\n")
+    probs = [[0.2, 0.3, 0.5], [bad, 0.5, 0.5], [0.1, 0.1, 0.8]]
+    pq.write_table(pa.table({"instance_id": ["a", "b", "c"], "label": [2, 1, 2], "prediction": [2, 1, 2],
+                             "probs": probs}), folder / "r.parquet")
+    with pytest.raises(SeedlabError, match=rf"^r\.parquet row 1: probs hold {bad} \(must be finite\)$"):
+        read_folder(folder)
+
+
+def test_store_checks_read_every_page(tmp_path, monkeypatch):
+    """A store that answers in pages of two: the re-import must still see all three runs, and skip them."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    write_generic(tmp_path / "study")
+    import_predictions(tmp_path / "study", experiment="paged", tracking_uri=uri)
+    search = MlflowClient.search_runs
+
+    def small_pages(self, *args, max_results=1000, **kwargs):
+        return search(self, *args, max_results=min(max_results, 2), **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "search_runs", small_pages)
+    again = import_predictions(tmp_path / "study", experiment="paged", tracking_uri=uri)
+    assert again.imported == [] and len(again.skipped) == 3
+    monkeypatch.undo()
+    assert len(all_runs(client(uri))) == 4  # the parent and its three runs, nothing twice

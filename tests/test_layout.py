@@ -277,13 +277,14 @@ def _requirements(*groups: str) -> set[str]:
 
 
 def _third_party_imports(paths) -> dict[str, set[str]]:
-    """{distribution: files importing it} over `paths` (stdlib, seedlab and sibling scripts left out)."""
+    """{distribution: files importing it} over `paths` (stdlib, seedlab, sibling scripts and the tests' loop oracle
+    that a benchmark loads left out)."""
     from importlib.metadata import packages_distributions
 
     owners = packages_distributions()
     found: dict[str, set[str]] = {}
     for path in paths:
-        siblings = {p.stem for p in path.parent.glob("*.py")}
+        siblings = {p.stem for p in path.parent.glob("*.py")} | {p.stem for p in (ROOT / "tests" / "stats").glob("*.py")}
         for _, name in imported_modules(path.read_text(), module_name(path)):
             top = name.split(".")[0]
             if top in sys.stdlib_module_names or top in siblings or top in ("seedlab", "<dynamic>", ""):

@@ -162,7 +162,7 @@ def test_ray_stage_logs_runs_skips_reruns_and_checkpoints_resolve_from_mlflow(tm
     from mlflow.tracking import MlflowClient
 
     from seedlab.train.models import resolve_model
-    from seedlab.train.pretrain import run_pretrain_stage
+    from seedlab.run.pretrain_stage import run_pretrain_stage
 
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
     settings = {"tiny": dict(max_steps=4, max_seq_length=32, max_train_lines=100, batch_size=8, eval_blocks=8,

@@ -1,8 +1,6 @@
 """The HTML report and the MLflow `analysis` run, without a browser (tests/browser/ has the browser tests).
 
-Results come from the real analysis (`analyze_table`) of simulated experiments; the run x run agreement
-matrix, not yet produced by `seedlab analyze`, is added with `agreement_matrix` below (the function proposed
-for `seedlab.stats.agreement`).
+Results come from the real analysis (`analyze`) of simulated experiments and of a real SQLite store.
 """
 
 from __future__ import annotations
@@ -16,25 +14,14 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from seedlab.analysis.analyze import SCHEMA, AnalysisOptions, _jsonable, analyze_table
+from seedlab.analysis.analyze import SCHEMA, AnalysisOptions, analyze
 from seedlab.report import write_report
 from seedlab.report.figures import SECTIONS, slug
+from seedlab.stats.agreement import agreement_matrix
 from seedlab.stats.simulate import simulate_experiment
+from store_builder import build_store, drop_runs, loaded_experiment, regression_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-from seedlab.stats.agreement import agreement_matrix  # noqa: E402  (the library function, tested here too)
-
-
-def add_agreement_matrices(task_result: dict, table) -> None:
-    for model, m in task_result["models"].items():
-        rows = np.flatnonzero(table.model == model)
-        if len(rows) < 2 or "agreement_matrix" in m:
-            continue
-        seeds = zip(table.pretrain_seed[rows], table.finetune_seed[rows])
-        names = [f"{table.task}/{model}/p{p}/f{f}" for p, f in seeds]
-        m["agreement_matrix"] = {"run_names": names, "matrix": agreement_matrix(table.predictions[rows]).tolist()}
 
 
 def simulated_result(representations: bool = True) -> dict:
@@ -44,14 +31,10 @@ def simulated_result(representations: bool = True) -> dict:
     if representations:
         gen = np.random.default_rng(0)
         base = gen.normal(size=(4, 120, 8))
-        reps = {r: base + 0.3 * (i % 3 + 1) * gen.normal(size=base.shape) for i, r in enumerate(table.run_ids)}
+        reps = {"sst2": {r: base + 0.3 * (i % 3 + 1) * gen.normal(size=base.shape)
+                         for i, r in enumerate(table.run_ids)}}
     options = AnalysisOptions(compare=("tiny", "small"), n_bootstrap=50, decay_bootstrap=20, seed=0)
-    task = analyze_table("sst2", table, options, reps)
-    result = _jsonable({"schema": SCHEMA, "experiment": "report-test", "tracking_uri": "sqlite:///unused.db",
-                        "runs": {"by_status": {"FINISHED": len(table.run_ids)}, "duplicates": [], "unfinished": []},
-                        "tasks": {"sst2": task}})
-    add_agreement_matrices(result["tasks"]["sst2"], table)
-    return result
+    return analyze(loaded_experiment([table], reps, experiment="report-test"), options)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +119,8 @@ def test_report_is_self_contained_with_every_section_and_a_table_per_figure(writ
 
     # one figure per section that has one (instability is a table), each with its table(s)
     expected = {f"sst2-{n}" for n in ("distributions", "agreement", "instance-accuracy", "decay", "noise",
-                                      "representations", "multibootstrap", "expected-max")}
+                                      "representations", "multibootstrap", "expected-max", "aso", "seed-budget",
+                                      "multiplicity", "ensembles")}
     assert set(page.figures) == expected
     assert all(page.tables_per_figure.get(key, 0) >= 1 for key in page.figures), page.tables_per_figure
     assert sorted(p.stem for p in figures.glob("*.png")) == sorted(expected)
@@ -163,38 +147,62 @@ def test_report_tables_carry_the_plotted_numbers(full_result, written):
         assert f"{s['mean']:.4f} \u00b1 {s['sd']:.4f}" in head
 
 
-def test_report_handles_missing_sections(full_result, tmp_path):
+def test_report_shows_the_finetune_share_of_the_result_and_computes_none(full_result, tmp_path):
+    noise = full_result["tasks"]["sst2"]["zhong"]["noise"]
+    for n in noise.values():  # the analysis: FineVar / (PretVar + FineVar) of its own means
+        pv, fv = n["means"]["pretrain_var"], n["means"]["finetune_var"]
+        assert n["finetune_share"] == (fv / (pv + fv) if pv >= 0 and fv >= 0 and pv + fv > 0 else None)
     result = copy.deepcopy(full_result)
-    t = result["tasks"]["sst2"]
-    for key in ("zhong", "multibootstrap", "representations", "expected_max"):
-        t.pop(key)
-    for m in t["models"].values():
-        m.pop("agreement_matrix")
-    # a regression task: no agreement, no Zhong et al. sections, no multibootstrap
-    result["tasks"]["stsb"] = {
-        "n_instances": 3, "is_regression": True, "metrics": ["pearson"], "design": {},
-        "models": {"mini": {"n_runs": 1, "metrics": {"pearson": {"n": 1, "mean": 0.5, "sd": 0.0, "ddof": 0,
-                                                                 "min": 0.5, "max": 0.5, "values": [0.5]}},
-                            "consistency_all": None, "agreement_pairwise": None, "fleiss_kappa": None,
-                            "instability": None,
-                            "agreement_note": "label agreement is undefined for a regression task"}},
-    }
+    planted = {}
+    for i, (model, n) in enumerate(result["tasks"]["sst2"]["zhong"]["noise"].items()):
+        n["finetune_share"] = planted[model] = 0.1234 + 0.1111 * i  # not what the means give
+    text = write_report(result, tmp_path / "r.html").read_text(encoding="utf-8")
+    head = text[text.index('id="headline"'):text.index('id="task-sst2"')]
+    noise_section = text[text.index('id="sst2-noise"'):]
+    for model, share in planted.items():
+        assert f"{share:.4f}" in head and f"{share:.4f}" in noise_section
+        assert f"{100 * share:.0f}% ({model})" in head  # the headline sentence
+
+
+def test_report_says_why_a_figure_cannot_exist(tmp_path):
+    """The documented absences, from a real analysis: a regression task, no logged representations, no
+    --compare, P = 1."""
+    sst2, _ = simulate_experiment(n_models=2, model_names=["tiny", "mini"], P=1, F=3, m=60, rng=3, task="sst2")
+    sst2 = drop_runs(sst2, ~((sst2.model == "mini") & (sst2.finetune_seed == 2)))  # mini: 1 x 2 seeds
+    stsb = regression_table("stsb", ["tiny", "mini"], P=1, F=3, m=40, rng=4)
+    result = analyze(loaded_experiment([sst2, stsb]), AnalysisOptions(n_bootstrap=20, decay_bootstrap=10))
     text, page = parse(write_report(result, tmp_path / "r.html"))
-    assert "could not be drawn" not in text
     for task in ("sst2", "stsb"):
         for name, _, _, _ in SECTIONS:
             assert (f"{task}-{name}" in page.ids) == (name != "methods")
-    assert set(page.figures) == {"sst2-distributions", "stsb-distributions"}
     reasons = re.findall(r'class="unavailable">([^<]*)', text)
-    assert any("agreement_matrix" in r for r in reasons)
     assert any("regression task" in r for r in reasons)
-    assert any("no Multi-Bootstrap section" in r for r in reasons)
+    assert any("label agreement is undefined for a regression task" in r for r in reasons)
     assert any("no run logged representations" in r for r in reasons)
-    assert sum("not available:" in r for r in reasons) >= 10
+    assert any("tiny: needs &gt;= 2 pretraining and &gt;= 2 fine-tuning seeds (P=1, F=3)" in r for r in reasons)
+    assert "No comparison was requested" in text
+    assert {"sst2-distributions", "sst2-agreement", "stsb-distributions", "stsb-multibootstrap"} <= set(page.figures)
+    assert "could not be drawn" not in text
 
-    empty = {"schema": SCHEMA, "experiment": "e", "tracking_uri": "x", "runs": {"by_status": {}}, "tasks": {}}
+    empty = {**result, "tasks": {}}  # not an analysis output (the loader refuses an empty experiment), but drawable
     text, page = parse(write_report(empty, tmp_path / "empty.html"))
     assert "headline" in page.ids and "not available: the result has no task" in text
+
+
+@pytest.mark.parametrize("breaks", [
+    lambda t: t.pop("zhong"),  # a classification task always has it
+    lambda t: t.pop("multibootstrap"),
+    lambda t: t["models"]["tiny"].pop("agreement_matrix"),  # 6 runs and no note saying why not
+    lambda t: t["models"]["mini"]["metrics"]["accuracy"].pop("values"),
+    lambda t: t["zhong"]["decay"][0].update(lower_bound="0.12"),
+    lambda t: t["zhong"]["noise"]["small"].pop("finetune_share"),
+])
+def test_a_malformed_result_raises_instead_of_a_missing_figure(full_result, tmp_path, breaks):
+    result = copy.deepcopy(full_result)
+    breaks(result["tasks"]["sst2"])
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        write_report(result, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_mitigation_methods_get_a_figure_with_their_intervals_and_ranking_agreement(tmp_path):
@@ -203,9 +211,7 @@ def test_mitigation_methods_get_a_figure_with_their_intervals_and_ranking_agreem
     table, _ = simulate_experiment(n_models=3, model_names=["standard", "mixout", "llrd"], P=1, F=5, m=80, rng=4,
                                    task="rte")
     table = replace(table, method=table.model, model=np.full(table.n_runs, "tiny"))  # 3 methods of one model
-    task = analyze_table("rte", table, AnalysisOptions(n_bootstrap=40, decay_bootstrap=10, seed=0))
-    result = _jsonable({"schema": SCHEMA, "experiment": "methods", "tracking_uri": "x",
-                        "runs": {"by_status": {"FINISHED": table.n_runs}}, "tasks": {"rte": task}})
+    result = analyze(loaded_experiment([table]), AnalysisOptions(n_bootstrap=40, decay_bootstrap=10, seed=0))
     text, page = parse(write_report(result, tmp_path / "r.html", figures_dir=tmp_path / "figures"))
     assert {"rte-methods-tiny", "rte-expected-max"} <= set(page.figures)
     assert page.tables_per_figure["rte-methods-tiny"] == 2  # measures with intervals and ranks; Kendall tau
@@ -219,16 +225,14 @@ def test_mitigation_methods_get_a_figure_with_their_intervals_and_ranking_agreem
 
 def test_single_model_task_says_why_pairs_are_missing(tmp_path):
     table, _ = simulate_experiment(n_models=1, model_names=["base"], P=1, F=4, m=60, rng=2, task="rte")
-    task = analyze_table("rte", table, AnalysisOptions(n_bootstrap=20, decay_bootstrap=10))
-    result = _jsonable({"schema": SCHEMA, "experiment": "one", "tracking_uri": "x",
-                        "runs": {"by_status": {"FINISHED": 4}}, "tasks": {"rte": task}})
+    result = analyze(loaded_experiment([table]), AnalysisOptions(n_bootstrap=20, decay_bootstrap=10))
     text, page = parse(write_report(result, tmp_path / "r.html"))
     assert "needs at least two models; this task has 1 (base)" in text
     assert "needs &gt;= 2 pretraining and &gt;= 2 fine-tuning seeds (P=1, F=4)" in text
     assert {"rte-distributions", "rte-multibootstrap"} <= set(page.figures)
 
 
-def test_agreement_matrix_proposal_matches_agreement_pairwise():
+def test_agreement_matrix_matches_agreement_pairwise():
     from seedlab.stats.agreement import agreement_pairwise
 
     gen = np.random.default_rng(3)
@@ -248,34 +252,16 @@ def test_slug_keeps_figure_names_file_safe():
 # --------------------------------------------------------------------------------------------------
 
 
-def _log_trials(store, experiment_id, table, tmp_path):
-    from seedlab.stats.metrics import score
-    from seedlab.store.predictions import write_predictions
-    from seedlab.store.contract import TAG_KIND, TAG_TRIAL_KEY, log_run
-
-    for i, run in enumerate(table.run_ids):
-        parquet = write_predictions(tmp_path / f"p{i}" / "validation.parquet", table.instance_ids, table.labels,
-                                    table.predictions[i], table.probs[i])
-        params = {"task": table.task, "model": table.model[i], "pretrain_seed": int(table.pretrain_seed[i]),
-                  "finetune_seed": int(table.finetune_seed[i])}
-        name = f"{table.task}/{table.model[i]}/p{table.pretrain_seed[i]}/f{table.finetune_seed[i]}"
-        accuracy = score("accuracy", table.labels, table.predictions[i])
-        log_run(store, experiment_id, name, params, [("eval_accuracy", accuracy, 0)],
-                {TAG_KIND: "trial", TAG_TRIAL_KEY: f"key-{run}"}, {"predictions": str(parquet)})
-
-
 def test_publish_analysis_logs_one_new_analysis_run_each_time(tmp_path):
-    from seedlab.analysis.analyze import analyze
     from seedlab.analysis.loader import load_experiment
     from seedlab.analysis.publish import TAG_SUPERSEDED_BY, headline_metrics, publish_analysis
     from seedlab.errors import SeedlabError
-    from seedlab.store.contract import TAG_KIND, client, get_or_create_experiment
+    from seedlab.store.contract import TAG_KIND, client, find_experiment
 
-    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
-    store = client(uri)
-    exp_id = get_or_create_experiment(store, "pub", uri)
     table, _ = simulate_experiment(n_models=2, model_names=["tiny", "mini"], P=2, F=2, m=40, rng=4, task="sst2")
-    _log_trials(store, exp_id, table, tmp_path)
+    uri = build_store(tmp_path, "pub", [table])
+    store = client(uri)
+    exp_id = find_experiment(store, "pub").experiment_id
 
     result = analyze(load_experiment("pub", uri), AnalysisOptions(n_bootstrap=20, decay_bootstrap=10))
     report = write_report(result, tmp_path / "report.html", figures_dir=tmp_path / "figs")

@@ -51,3 +51,25 @@ def test_model_hparams_override_the_profile_per_model_and_enter_the_trial_key():
         SweepSpec(**base, model_hparams={"small": {"learning_rate": 3e-4}}).validate()
     with pytest.raises(SeedlabError, match=r"unknown hyperparameter\(s\) \['lr'\]"):
         SweepSpec(**base, model_hparams={"mini": {"lr": 3e-4}}).validate()
+
+
+def test_the_compute_version_enters_the_trial_key(monkeypatch):
+    import hashlib
+    import json
+
+    from seedlab.store import contract
+
+    resolved = resolve_cell(CELL)
+    del resolved["method"]  # "standard" stays out of the key
+    canonical = json.dumps({**resolved, "compute_version": 2}, sort_keys=True, separators=(",", ":"))
+    # version 2: resolve_model draws the head from init_seed alone, so version-1 runs of a cell are not reused
+    assert trial_key(CELL) == hashlib.sha256(canonical.encode()).hexdigest()[:20]
+    assert trial_key(CELL) == trial_key(dict(CELL))  # equal cells, equal keys
+    keys = {}
+    for version in (1, 2, 3):
+        monkeypatch.setattr(contract, "COMPUTE_VERSION", version)
+        keys[version] = trial_key(CELL)
+        assert trial_key({**CELL, "hparams": {}}) == keys[version]  # still canonical at every version
+    assert len(set(keys.values())) == 3
+    unversioned = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
+    assert keys[1] == hashlib.sha256(unversioned.encode()).hexdigest()[:20]  # keys logged before versions existed

@@ -60,3 +60,49 @@ def test_init_seed_sets_only_the_head():
 def test_unknown_model_is_a_one_line_error():
     with pytest.raises(SeedlabError, match=r"unknown model 'huge' \(valid: tiny, mini"):
         validate_model("huge")
+
+
+def test_predictions_and_representations_come_from_one_forward_pass(first_run):
+    """Logging representations must not forward the evaluation set a second time, nor change a prediction."""
+    from transformers import BertForSequenceClassification
+
+    eval_forwards = []
+
+    def count(module, args, output):
+        if isinstance(module, BertForSequenceClassification) and not module.training:
+            eval_forwards.append(len(output.logits))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(count)
+    try:
+        with_states = execute_trial({**CELL, "log_representations": True}, device="cpu")
+    finally:
+        handle.remove()
+    assert eval_forwards == [40]  # the 40 evaluation instances, one batch, forwarded once
+    assert np.array_equal(with_states.probs, first_run.probs) and np.array_equal(with_states.predictions,
+                                                                                  first_run.predictions)
+    assert first_run.representations is None
+    assert with_states.representations.shape == (2, 40, 128) and with_states.representations.dtype == np.float16
+
+
+def test_predict_returns_the_states_of_its_own_forward_pass():
+    from seedlab.data.tasks import load_task
+    from seedlab.train.finetune import encode, predict
+
+    resolved = resolve_model("tiny", pretrain_seed=0, num_labels=2, init_seed=0)
+    model = resolved.model
+    data = encode(load_task("rte", 8, 20, 0)[1], resolved.tokenizer, 48)
+    calls = []
+    handle = model.register_forward_hook(lambda module, args, output: calls.append(len(output.logits)))
+    try:
+        predictions, probs, states = predict(model, data, batch_size=8, return_states=True)
+        assert calls == [8, 8, 4]  # one forward per batch
+        plain_predictions, plain_probs = predict(model, data, batch_size=8)
+    finally:
+        handle.remove()
+    assert np.array_equal(predictions, plain_predictions) and np.array_equal(probs, plain_probs)  # bitwise
+    with torch.no_grad():  # the reference, batch by batch: every layer's [CLS] state, embedding output excluded
+        hidden = [model(**data.batch(list(range(first, min(first + 8, 20)))), output_hidden_states=True).hidden_states
+                  for first in range(0, 20, 8)]
+    expected = torch.cat([torch.stack([h[:, 0, :] for h in layers[1:]]) for layers in hidden], dim=1)
+    assert states.shape == (2, 20, 128)
+    assert np.array_equal(states, expected.numpy().astype(np.float16))

@@ -20,7 +20,7 @@ from seedlab.store.predictions import PredictionFile, read_predictions, read_rep
 from seedlab.stats.design import RunTable
 from seedlab.data.tasks import EVAL_SPLIT, TASKS
 from seedlab.store.contract import (KIND_SWEEP, KIND_TRIAL, PREDICTIONS_DIR, REPRESENTATIONS_DIR, RUN_NAME_TAG,
-                                    TAG_TRIAL_KEY, client, find_experiment, find_runs, retry)
+                                    TAG_TRIAL_KEY, client, find_experiment, find_runs, retry, trial_run_name)
 
 
 @dataclass
@@ -35,6 +35,8 @@ class LoadedExperiment:
     missing_cells: list[str] = field(default_factory=list)  # declared by a sweep launch, with no FINISHED run
     # task -> {run id: (layers, instances, hidden) first-token states aligned with the table's instances}
     representations: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # run id -> {"seconds": device seconds of the trial or None, "device": the run's device param or None}
+    run_resources: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,6 +49,8 @@ class _Run:
     finetune_seed: int
     method: str
     hp_config: str = ""
+    seconds: float | None = None
+    device: str | None = None
     preds: PredictionFile | None = None
     reps: np.ndarray | None = None
 
@@ -76,7 +80,8 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
         p = run.data.params
         try:
             chosen[key] = _Run(run.info.run_id, name, p["task"], p["model"], int(p["pretrain_seed"]),
-                               int(p["finetune_seed"]), p.get("method", "standard"), p.get("hp_config", ""))
+                               int(p["finetune_seed"]), p.get("method", "standard"), p.get("hp_config", ""),
+                               _trial_seconds(run.data.metrics), p.get("device"))
         except (KeyError, ValueError) as exc:
             raise SeedlabError(f"trial run {name} ({run.info.run_id}) lacks a valid param {exc}") from None
     missing = _missing_cells(store, exp.experiment_id, chosen.values(), page_size)
@@ -98,8 +103,22 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
     tables, representations = {}, {}
     for task in sorted({r.task for r in runs}):
         tables[task], representations[task] = _table(task, [r for r in runs if r.task == task])
+    resources = {r.run_id: {"seconds": r.seconds, "device": r.device} for r in runs}
     return LoadedExperiment(exp.name, exp.experiment_id, store.tracking_uri, tables, dict(status_counts),
-                            duplicates, unfinished, missing, representations)
+                            duplicates, unfinished, missing, representations, resources)
+
+
+TIME_PARTS = ("time_setup_s", "time_train_s", "time_eval_s")  # what a trial logs (seedlab.run.trial)
+
+
+def _trial_seconds(metrics: dict) -> float | None:
+    """Device seconds of one trial: its `time_trial_s` metric, else the sum of the setup, train and eval times
+    it logs, else its train time alone; None when it logged no timing (e.g. imported predictions)."""
+    if "time_trial_s" in metrics:
+        return float(metrics["time_trial_s"])
+    if all(k in metrics for k in TIME_PARTS):
+        return float(sum(metrics[k] for k in TIME_PARTS))
+    return float(metrics["time_train_s"]) if "time_train_s" in metrics else None
 
 
 def _download(store, run: _Run, path: str, dst: str) -> str:
@@ -131,15 +150,18 @@ def _missing_cells(store, experiment_id: str, finished, page_size: int = 1000) -
     for sweep in find_runs(store, [experiment_id], KIND_SWEEP, status=None, page_size=page_size):
         p = sweep.data.params
         try:
-            axes = [p["tasks"].split(","), p["models"].split(","), p["pretrain_seeds"].split(","),
-                    p["finetune_seeds"].split(","), p.get("methods", "standard").split(",")]
-        except KeyError:
+            tasks, models, methods = p["tasks"].split(","), p["models"].split(","), p.get("methods", "standard").split(",")
+            seeds = {m: [int(x) for x in p["pretrain_seeds"].split(",")] for m in models}
+            for part in filter(None, p.get("model_pretrain_seeds", "").split(";")):  # per-model overrides
+                model, listed = part.rsplit(":", 1)
+                seeds[model] = [int(x) for x in listed.split(",")]
+            finetune = [int(x) for x in p["finetune_seeds"].split(",")]
+        except (KeyError, ValueError):
             continue
-        declared |= {(t, m, int(ps), int(fs), meth) for t in axes[0] for m in axes[1] for ps in axes[2]
-                     for fs in axes[3] for meth in axes[4]}
+        declared |= {(t, m, ps, fs, meth) for t in tasks for m in models for ps in seeds[m] for fs in finetune
+                     for meth in methods}
     have = {(r.task, r.model, r.pretrain_seed, r.finetune_seed, r.method) for r in finished}
-    return [f"{t}/{m}/p{ps}/f{fs}" + ("" if meth == "standard" else f"/{meth}")
-            for t, m, ps, fs, meth in sorted(declared - have)]
+    return [trial_run_name(t, m, ps, fs, meth) for t, m, ps, fs, meth in sorted(declared - have)]
 
 
 def _table(task: str, runs: list[_Run]) -> tuple[RunTable, dict[str, np.ndarray]]:

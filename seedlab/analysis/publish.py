@@ -60,58 +60,57 @@ def headline_metrics(result: dict) -> dict[str, float]:
         if isinstance(value, (int, float)):
             out[metric_name(*parts)] = float(value)
 
-    for task, t in (result.get("tasks") or {}).items():
-        zhong = t.get("zhong") or {}
-        boot = t.get("multibootstrap") or {}
-        for model, m in (t.get("models") or {}).items():
-            put(m.get("n_runs"), task, model, "n_runs")
-            for metric, s in (m.get("metrics") or {}).items():
+    for task, t in result["tasks"].items():  # the result as seedlab/analysis/schema.json shapes it
+        noise = t["zhong"]["noise"] if "zhong" in t else {}  # a regression task has no Zhong et al. section
+        boot = t["multibootstrap"]
+        for model, m in t["models"].items():
+            put(m["n_runs"], task, model, "n_runs")
+            for metric, s in m["metrics"].items():
                 for stat in ("mean", "sd", "min", "max"):
-                    put(s.get(stat), task, model, f"{metric}_{stat}")
+                    put(s[stat], task, model, f"{metric}_{stat}")
             for key in ("consistency_all", "agreement_pairwise", "fleiss_kappa"):
-                put(m.get(key), task, model, key)
-            inst = m.get("instability") or {}
-            put(inst.get("pd"), task, model, "pd")
-            put(inst.get("jsd"), task, model, "jsd")
-            means = ((zhong.get("noise") or {}).get(model) or {}).get("means") or {}
+                put(m[key], task, model, key)
+            if m["instability"] is not None:
+                put(m["instability"]["pd"], task, model, "pd")
+                put(m["instability"]["jsd"], task, model, "jsd")
+            means = noise[model].get("means") if noise else None  # absent where P or F < 2
             for key in ("bias2", "pretrain_var", "finetune_var"):
-                put(means.get(key), task, model, key)
-            est = (boot.get("models") or {}).get(model) or {}
-            put(est.get("point"), task, model, "mb_point")
-            put(est.get("ci_low"), task, model, "mb_ci_low")
-            put(est.get("ci_high"), task, model, "mb_ci_high")
-        for d in zhong.get("decay") or []:
-            put(d.get("lower_bound"), task, "decay", f"{d.get('from')}_to_{d.get('to')}", "lower_bound")
-        comp = boot.get("comparison") or {}
-        for scheme in ("seeds_and_examples", "seeds_only", "examples_only"):
-            delta = (comp.get(scheme) or {}).get("delta") or {}
-            put(delta.get("point"), task, "compare", scheme, "delta")
-            put(delta.get("ci_low"), task, "compare", scheme, "delta_ci_low")
-            put(delta.get("ci_high"), task, "compare", scheme, "delta_ci_high")
+                put(None if means is None else means[key], task, model, key)
+            est = boot["models"][model]
+            put(est["point"], task, model, "mb_point")
+            put(est["ci_low"], task, model, "mb_ci_low")
+            put(est["ci_high"], task, model, "mb_ci_high")
+        for d in t["zhong"]["decay"] if "zhong" in t else []:
+            put(d["lower_bound"], task, "decay", f"{d['from']}_to_{d['to']}", "lower_bound")
+        comp = boot.get("comparison")  # only with --compare
+        for scheme in ("seeds_and_examples", "seeds_only", "examples_only") if comp else ():
+            delta = comp[scheme]["delta"]
+            put(delta["point"], task, "compare", scheme, "delta")
+            put(delta["ci_low"], task, "compare", scheme, "delta_ci_low")
+            put(delta["ci_high"], task, "compare", scheme, "delta_ci_high")
     return out
 
 
 def analysis_params(result: dict) -> dict[str, str]:
-    tasks = result.get("tasks") or {}
-    params = {"schema": result.get("schema"), "tasks": ",".join(tasks)}
-    boots = [t.get("multibootstrap") or {} for t in tasks.values()]
+    tasks = result["tasks"]
+    params = {"schema": result["schema"], "tasks": ",".join(tasks)}
+    boots = [t["multibootstrap"] for t in tasks.values()]
     if boots:
-        params["bootstrap"] = boots[0].get("n_boot")
-        params["seed"] = boots[0].get("seed")
-        comp = next((b["comparison"] for b in boots if b.get("comparison")), None)
+        params["bootstrap"] = boots[0]["n_boot"]
+        params["seed"] = boots[0]["seed"]
+        comp = next((b["comparison"] for b in boots if "comparison" in b), None)
         if comp:
             params["compare"] = f"{comp['baseline']},{comp['intervention']}"
-            params["paired"] = comp.get("paired")
-    runs = result.get("runs") or {}
-    params["trial_runs_finished"] = (runs.get("by_status") or {}).get("FINISHED", 0)
+            params["paired"] = comp["paired"]
+    params["trial_runs_finished"] = result["runs"]["by_status"].get("FINISHED", 0)
     return {k: str(v)[:500] for k, v in params.items() if v is not None}
 
 
 def description(result: dict, report_name: str, json_name: str) -> str:
     from seedlab.report.html import headline_sentences
 
-    finished = ((result.get("runs") or {}).get("by_status") or {}).get("FINISHED", 0)
-    lines = [f"seedlab analysis of {finished} finished trial runs ({result.get('schema')}). Open the report: "
+    finished = result["runs"]["by_status"].get("FINISHED", 0)
+    lines = [f"seedlab analysis of {finished} finished trial runs ({result['schema']}). Open the report: "
              f"artifact `report/{report_name}`; every figure: `analysis/{json_name}`; images: `figures/`.", ""]
     lines += [f"- {s}" for s in headline_sentences(result)]
     return "\n".join(lines)
@@ -149,15 +148,15 @@ def publish_analysis(result: dict, report_path, json_path=None, figures_dir=None
     `report_path`: the HTML report; `json_path`: the result JSON (None: written from `result`); `figures_dir`:
     a folder of figure PNGs (None or empty: no figures/). Earlier analysis runs get ``seedlab.superseded_by``.
     """
-    experiment = experiment or result.get("experiment")
+    experiment = experiment or result["experiment"]
     if not experiment:
         raise SeedlabError("publish_analysis: no experiment given and the result names none")
-    store = client(tracking_uri or result.get("tracking_uri"))
+    store = client(tracking_uri or result["tracking_uri"])
     exp = find_experiment(store, experiment)
     earlier = find_runs(store, [exp.experiment_id], KIND, status=None)
     earlier = [r for r in earlier if TAG_SUPERSEDED_BY not in r.data.tags]
     tags = {TAG_KIND: KIND, TAG_GIT: git_commit(), TAG_VERSION: __version__,
-            TAG_SCHEMA: str(result.get("schema")), TAG_SUPERSEDES: str(len(earlier))}
+            TAG_SCHEMA: str(result["schema"]), TAG_SUPERSEDES: str(len(earlier))}
     with tempfile.TemporaryDirectory(prefix="seedlab-publish-") as tmp:
         staged = _stage(report_path, json_path, figures_dir, result, Path(tmp))
         tags[TAG_NOTE] = description(result, Path(report_path).name,

@@ -1,7 +1,7 @@
 """The HTML report of an analysis result: figures (`figures`) and the self-contained page (`html`).
 
-Both read only the analysis result dict (`seedlab.analysis.analyze`, schema ``seedlab.analysis/1``) and
-compute no new statistic: every number drawn or tabulated is in the result.
+Both read only the analysis result dict (`seedlab.analysis.analyze`; its shape is the JSON Schema
+``seedlab/analysis/schema.json``) and compute no new statistic: every number drawn or tabulated is in the result.
 """
 
 from seedlab.report.html import write_report

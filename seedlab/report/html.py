@@ -1,6 +1,7 @@
 """The report page: one self-contained HTML file (inline CSS, figures as base64 PNG, no script, no URL).
 
-Built only from the analysis result dict (`seedlab.analysis.analyze`); figures and their tables come from
+Built only from the analysis result dict (`seedlab.analysis.analyze`, shaped as `seedlab/analysis/schema.json`
+says: keys it requires are read as such, so a malformed result raises); figures and their tables come from
 `seedlab.report.figures`.
 """
 
@@ -11,7 +12,8 @@ import datetime as _dt
 import html
 from pathlib import Path
 
-from seedlab.report.figures import Plot, Section, Table, Unavailable, all_plots, finetune_share, slug, task_sections
+from seedlab.data.catalog import display_name
+from seedlab.report.figures import Plot, Section, Table, Unavailable, all_plots, slug, task_sections
 
 CSS = """
 :root { color-scheme: light; }
@@ -66,7 +68,7 @@ def render_table(table: Table) -> str:
         cells = []
         for i, cell in enumerate(row):
             cls = ""
-            if isinstance(cell, str) and cell[:1].isalpha():
+            if isinstance(cell, str) and (cell[:1].isalpha() or len(cell) > 40):  # words; long text wraps
                 cls = ' class="text wrap"' if len(cell) > 40 else ' class="text"'
 
             tag = "th scope=\"row\"" if i == 0 else "td"
@@ -114,24 +116,27 @@ def render_section(section: Section) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+def _noise(t: dict) -> dict:
+    """A task's zhong.noise; {} for a regression task, which has no Zhong et al. section."""
+    return t["zhong"]["noise"] if "zhong" in t else {}
+
+
 def headline_rows(result: dict) -> list[tuple]:
     """Per task x model: how much the seed mattered, from figures already in the result."""
     rows = []
-    for task, t in result.get("tasks", {}).items():
-        metric = (t.get("metrics") or [None])[0]
-        noise = (t.get("zhong") or {}).get("noise", {})
-        boot = (t.get("multibootstrap") or {}).get("models", {})
-        for model, m in t.get("models", {}).items():
-            s = (m.get("metrics") or {}).get(metric) or {}
-            mean_sd = None if s.get("mean") is None else f"{s['mean']:.4f} \u00b1 {_fmt(s.get('sd'))}"
-            span = None if s.get("min") is None else f"{s['min']:.4f} \u2013 {s['max']:.4f}"
-            means = (noise.get(model) or {}).get("means")
-            share = finetune_share(means) if means else None
-            b = boot.get(model) or {}
-            ci = None if b.get("ci_low") is None else f"[{b['ci_low']:.4f}, {b['ci_high']:.4f}]"
-            rows.append((task, model, m.get("n_runs"), metric, mean_sd, span, m.get("consistency_all"),
-                         m.get("agreement_pairwise"), None if not means else means.get("pretrain_var"),
-                         None if not means else means.get("finetune_var"), share, ci))
+    for task, t in result["tasks"].items():
+        metric = t["metrics"][0]
+        noise, boot = _noise(t), t["multibootstrap"]["models"]
+        for model, m in t["models"].items():
+            s = m["metrics"][metric]
+            n = noise[model] if noise else {}
+            means = n.get("means")  # absent where the decomposition is unavailable (P or F < 2)
+            b = boot[model]
+            ci = None if b["ci_low"] is None else f"[{b['ci_low']:.4f}, {b['ci_high']:.4f}]"
+            rows.append((task, display_name(model), m["n_runs"], metric, f"{s['mean']:.4f} \u00b1 {_fmt(s['sd'])}",
+                         f"{s['min']:.4f} \u2013 {s['max']:.4f}", m["consistency_all"], m["agreement_pairwise"],
+                         None if not means else means["pretrain_var"], None if not means else means["finetune_var"],
+                         n.get("finetune_share"), ci))
     return rows
 
 
@@ -141,25 +146,20 @@ HEADLINE_HEADER = ("task", "model", "runs", "metric", "mean \u00b1 SD", "min \u2
 
 def headline_sentences(result: dict) -> list[str]:
     out = []
-    for task, t in result.get("tasks", {}).items():
-        metric = (t.get("metrics") or [None])[0]
+    for task, t in result["tasks"].items():
+        metric = t["metrics"][0]
         spans = [(m["metrics"][metric]["max"] - m["metrics"][metric]["min"], model, m["n_runs"])
-                 for model, m in t.get("models", {}).items()
-                 if metric in (m.get("metrics") or {}) and m["metrics"][metric].get("min") is not None]
-        if not spans:
-            continue
+                 for model, m in t["models"].items()]
         width, model, n = max(spans)
         runs = sorted({s[2] for s in spans})
         text = (f"{task}: with {'/'.join(map(str, runs))} runs per model, the seed alone moved {metric} by up to "
                 f"{width:.4f} (max \u2212 min, {model})")
-        cons = [(m["consistency_all"], model) for model, m in t["models"].items()
-                if m.get("consistency_all") is not None]
+        cons = [(m["consistency_all"], model) for model, m in t["models"].items() if m["consistency_all"] is not None]
         if cons:
             low, low_model = min(cons)
             text += f"; all runs agreed on {100 * low:.1f}% of instances ({low_model}, the least)"
-        noise = (t.get("zhong") or {}).get("noise") or {}
-        shares = [(finetune_share(n["means"]), model) for model, n in noise.items() if "means" in n]
-        shares = [(s, mm) for s, mm in shares if s is not None]
+        shares = [(n["finetune_share"], model) for model, n in _noise(t).items()
+                  if "unavailable" not in n and n["finetune_share"] is not None]
         if shares:
             text += ("; fine-tuning seeds make " + ", ".join(f"{100 * s:.0f}% ({mm})" for s, mm in shares)
                      + " of the seed variance")
@@ -181,23 +181,23 @@ def render_headline(result: dict) -> str:
 
 
 def render_runs(result: dict) -> str:
-    runs = result.get("runs") or {}
-    parts = [", ".join(f"{k} {v}" for k, v in sorted((runs.get("by_status") or {}).items())) or "none"]
+    runs = result["runs"]
+    parts = [", ".join(f"{k} {v}" for k, v in sorted(runs["by_status"].items())) or "none"]
     text = f"Trial runs by status: {parts[0]}."
-    if runs.get("unfinished"):
+    if runs["unfinished"]:
         text += f" Not analysed (not FINISHED): {', '.join(runs['unfinished'])}."
-    if runs.get("duplicates"):
+    if runs["duplicates"]:
         text += f" Ignored duplicates of finished cells: {', '.join(runs['duplicates'])}."
     return f'<p class="meta">{_e(text)}</p>'
 
 
 def build_sections(result: dict) -> dict[str, list[Section]]:
-    return {task: task_sections(task, t) for task, t in (result.get("tasks") or {}).items()}
+    return {task: task_sections(task, t) for task, t in result["tasks"].items()}
 
 
 def render_report(result: dict, sections: dict[str, list[Section]] | None = None) -> str:
     sections = build_sections(result) if sections is None else sections
-    experiment = result.get("experiment", "?")
+    experiment = result["experiment"]
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = ['<li><a href="#headline">Headline</a></li>']
     body = []
@@ -205,22 +205,21 @@ def render_report(result: dict, sections: dict[str, list[Section]] | None = None
         tid = f"task-{slug(task)}"
         t = result["tasks"][task]
         nav.append(f'<li><a href="#{_e(tid)}">Task {_e(task)}</a></li>')
-        design = t.get("design") or {}
-        notes = [f"{m}: ragged design, missing cells {d.get('missing_cells')}" for m, d in design.items()
-                 if not d.get("complete", True)]
-        notes += list(((t.get("zhong") or {}).get("design_notes") or {}).values())
+        notes = [f"{m}: ragged design, missing cells {d['missing_cells']}" for m, d in t["design"].items()
+                 if not d["complete"]]
+        notes += list(t["zhong"]["design_notes"].values()) if "zhong" in t else []
         note_html = "".join(f'<p class="unavailable">{_e(n)}</p>' for n in notes)
         body.append(f'<section id="{_e(tid)}" class="task"><h2>Task {_e(task)}</h2>'
-                    f'<p class="meta">{_e(t.get("n_instances"))} evaluation instances; metrics: '
-                    f'{_e(", ".join(t.get("metrics", [])))}; models: {_e(", ".join(t.get("models", {})))}.</p>'
+                    f'<p class="meta">{_e(t["n_instances"])} evaluation instances; metrics: '
+                    f'{_e(", ".join(t["metrics"]))}; models: {_e(", ".join(t["models"]))}.</p>'
                     f'{note_html}{"".join(render_section(s) for s in secs)}</section>')
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>seedlab report: {_e(experiment)}</title><style>{CSS}</style></head><body><main>"
         f"<h1>seedlab report: {_e(experiment)}</h1>"
-        f'<p class="meta">Tracking store {_e(result.get("tracking_uri", "?"))}; result schema '
-        f'{_e(result.get("schema", "?"))}; written {created}.</p>{render_runs(result)}'
+        f'<p class="meta">Tracking store {_e(result["tracking_uri"])}; result schema '
+        f'{_e(result["schema"])}; written {created}.</p>{render_runs(result)}'
         f'<nav><ul>{"".join(nav)}</ul></nav>{render_headline(result)}{"".join(body)}</main></body></html>\n'
     )
 

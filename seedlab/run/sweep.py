@@ -15,11 +15,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from seedlab.errors import SeedlabError, choice_error
 from seedlab.train.finetune import Hyperparameters
 from seedlab.train.mitigation import METHODS, validate_method
-from seedlab.train.models import BERT_SIZES, validate_model
+from seedlab.data.catalog import NAMED_CHECKPOINTS, is_pretrainable
+from seedlab.train.models import BERT_SIZES, check_loadable, validate_model
 from seedlab.run.progress import SweepProgress, tune_callback
 from seedlab.data.tasks import TASKS, get_task
 
@@ -38,6 +40,8 @@ class SweepSpec:
     hparams: dict = field(default_factory=dict)  # Hyperparameters fields
     # per-model overrides of `hparams`, e.g. {"mini": {"learning_rate": 3e-4}} (Zhong et al. set them per size)
     model_hparams: dict = field(default_factory=dict)
+    # per-model overrides of `pretrain_seeds`, e.g. {"minilm": (0,)}: a published checkpoint has one pretraining seed
+    model_pretrain_seeds: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)  # max_train, max_eval, data_seed
     cpus_per_trial: float = 1.0
     gpu_fraction: dict = field(default_factory=lambda: dict(DEFAULT_GPU_FRACTION))  # per model; others: 1.0
@@ -45,7 +49,8 @@ class SweepSpec:
     pretrained: bool = False  # fine-tune from seedlab-pretrained checkpoints
     log_representations: bool = False  # log each layer's first-token states (Du & Nguyen representation measures)
     tuning: object = None  # a seedlab.run.tuning.TuningSpec: choose hyperparameters per (task, model) first
-    # PretrainConfig fields {"*": {...}, size: {...}}: pretrain the missing seed families before fine-tuning
+    # PretrainConfig fields {"*": {...}, model: {...}}: pretrain the missing seed families of every model seedlab can
+    # pretrain (BERT sizes, "<named>+mlm") before fine-tuning; other models are fine-tuned from their own weights
     pretrain: dict | None = None
     description: str = ""
 
@@ -60,9 +65,17 @@ class SweepSpec:
             validate_method(method)
         for model in self.models:
             validate_model(model)
-        for seed in (*self.pretrain_seeds, *self.finetune_seeds):
+        for seed in (*self.pretrain_seeds, *self.finetune_seeds, *(s for v in self.model_pretrain_seeds.values() for s in v)):
             if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
                 raise SeedlabError(f"invalid seed {seed!r} (valid: non-negative integers)")
+        for model, seeds in self.model_pretrain_seeds.items():
+            if model not in self.models or not seeds:
+                raise SeedlabError(f"model_pretrain_seeds names model {model!r} with seeds {seeds!r} (valid: a model "
+                                   f"the sweep runs, {', '.join(self.models)}, with at least one seed)")
+        for model in self.models:  # one published checkpoint: more pretraining seeds would repeat one computation
+            if (model in NAMED_CHECKPOINTS or Path(model).exists()) and len(self.pretrain_seeds_for(model)) > 1:
+                raise SeedlabError(f"model {model!r} has one published checkpoint, so one pretraining seed (valid: "
+                                   f"model_pretrain_seeds={{{model!r}: (0,)}}; seed families: {model}+mlm)")
         for model, overrides in self.model_hparams.items():
             if model not in self.models:
                 raise SeedlabError(f"model_hparams names model {model!r}, which the sweep does not run "
@@ -81,10 +94,24 @@ class SweepSpec:
 
             if not self.pretrained:
                 raise SeedlabError(f"sweep {self.name!r} has a pretraining stage but pretrained=False")
-            stage_configs(self.models, self.pretrain_seeds, self.pretrain)
+            stage_configs(self.pretrained_families(), config_by_size=self.pretrain)
+
+    def check_models(self) -> None:
+        """Refuse, before anything launches, a model whose weights cannot be loaded (`check_loadable`)."""
+        for model in self.models:
+            check_loadable(model, self.pretrain_seeds_for(model))
+
+    def pretrain_seeds_for(self, model: str) -> tuple[int, ...]:
+        return tuple(self.model_pretrain_seeds.get(model, self.pretrain_seeds))
+
+    def pretrained_families(self) -> list[tuple[str, int]]:
+        """(model, pretraining seed) of every family the pretraining stage makes (none without a stage)."""
+        if self.pretrain is None:
+            return []
+        return [(m, p) for m in self.models if is_pretrainable(m) for p in self.pretrain_seeds_for(m)]
 
     def pretrain_key(self, model: str, pretrain_seed: int) -> str | None:
-        if self.pretrain is None:
+        if self.pretrain is None or not is_pretrainable(model):
             return None
         from seedlab.train.pretrain import pretrain_config
 
@@ -104,14 +131,16 @@ class SweepSpec:
                 choice = choices.get((t, m))
                 hparams = dict(choice.hparams) if choice else self.hparams_for(m)
                 for k in self.methods:  # one tuning choice per (task, model), shared by its methods
-                    for p in self.pretrain_seeds:
+                    for p in self.pretrain_seeds_for(m):
                         for f in self.finetune_seeds:
+                            # models seedlab cannot pretrain are fine-tuned from their own published weights
                             cell = {"task": t, "model": m, "method": k, "pretrain_seed": p, "finetune_seed": f,
-                                    "hparams": hparams, "data": dict(self.data), "pretrained": self.pretrained,
+                                    "hparams": hparams, "data": dict(self.data),
+                                    "pretrained": self.pretrained and is_pretrainable(m),
                                     "log_representations": self.log_representations}
                             if choice:
                                 cell["tuning_choice"] = choice.run_id
-                            if self.pretrain is not None:
+                            if self.pretrain_key(m, p):
                                 cell["pretrain_key"] = self.pretrain_key(m, p)
                             cells.append(cell)
         return cells
@@ -150,14 +179,16 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
     from seedlab.run.trial import run_trial, trial_key
 
     spec.validate()
+    spec.check_models()
     experiment = experiment or spec.name
     uri = resolve_tracking_uri(tracking_uri)
     store = client(uri)
     experiment_id = get_or_create_experiment(store, experiment, uri)
-    if spec.pretrain is not None:  # stage 1: the seed families that do not exist yet
-        from seedlab.train.pretrain import StageResources, run_pretrain_stage
+    if spec.pretrained_families():  # stage 1: the seed families that do not exist yet
+        from seedlab.run.pretrain_stage import StageResources, run_pretrain_stage
 
-        stage = run_pretrain_stage(spec.models, spec.pretrain_seeds, spec.pretrain, experiment=f"{experiment}-pretrain",
+        stage = run_pretrain_stage(families=spec.pretrained_families(), config_by_size=spec.pretrain,
+                                   experiment=f"{experiment}-pretrain",
                                    tracking_uri=uri, resources=StageResources(cpus_per_trial=spec.cpus_per_trial),
                                    max_failures=spec.max_failures, max_concurrent=max_concurrent, out=out)
         if stage.failed:
@@ -183,17 +214,16 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
         if not todo:
             return SweepResult(experiment, experiment_id, None, len(cells), len(cells), 0, 0)
 
-    if not ray.is_initialized():
-        # RAY_ADDRESS (set by `ray job submit`) connects to the cluster; otherwise a local runtime starts.
-        # An http:// RAY_ADDRESS is the jobs API of a running cluster (cluster/local/env.sh): join it.
-        address = os.environ.get("RAY_ADDRESS") or None
-        if address and address.startswith("http"):
-            address = "auto"
-        ray.init(address=address, logging_level="WARNING", include_dashboard=False if address is None else None)
+    from seedlab.run.ray_runtime import init_ray
+
+    init_ray(out)
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0
     params = {"profile": spec.name, "tasks": ",".join(spec.tasks), "models": ",".join(spec.models),
               "methods": ",".join(spec.methods),
               "pretrain_seeds": ",".join(map(str, spec.pretrain_seeds)),
+              **({"model_pretrain_seeds": ";".join(f"{m}:{','.join(map(str, v))}"
+                                                   for m, v in spec.model_pretrain_seeds.items())}
+                 if spec.model_pretrain_seeds else {}),
               "finetune_seeds": ",".join(map(str, spec.finetune_seeds)), "cells": len(spec.cells()), "use_gpu": use_gpu,
               **{f"hp_{k}": v for k, v in spec.hparams.items()},
               **{f"hp_{m}_{k}": v for m, o in spec.model_hparams.items() for k, v in o.items()},
@@ -205,8 +235,8 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
         for t, m in pending:
             choices[(t, m)] = tune_hyperparameters(spec.tuning, t, m, spec.hparams_for(m), spec.data, spec.pretrained, store,
                                                    experiment_id, uri, spec.name, parent, spec.resources(use_gpu), out,
-                                                   pretrain_key=spec.pretrain_key(m, spec.pretrain_seeds[0]),
-                                                   pretrain_seed=spec.pretrain_seeds[0])
+                                                   pretrain_key=spec.pretrain_key(m, spec.pretrain_seeds_for(m)[0]),
+                                                   pretrain_seed=spec.pretrain_seeds_for(m)[0])
         cells = spec.cells(choices)
         todo = [c for c in cells if trial_key(c) not in done]
         print(f"[{spec.name}] seed stage: {len(cells)} cells, {len(cells) - len(todo)} already finished, "

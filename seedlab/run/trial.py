@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from seedlab import __version__
-from seedlab.train.finetune import Hyperparameters, encode, finetune, first_token_states, predict
+from seedlab.train.finetune import Hyperparameters, encode, finetune, predict
 from seedlab.train.mitigation import prepare, validate_method
 from seedlab.train.seeds import trial_seeds
 from seedlab.data.tasks import EVAL_SPLIT, get_task, holdout_split, load_task
@@ -118,8 +118,10 @@ def execute_trial(cell: dict, device: str | None = None, tracking_uri: str | Non
     result = finetune(model, train_enc, hp, c["order_seed"], c["dropout_seed"], device,
                       param_groups=prepared.param_groups(hp), after_step=prepared.after_step)
     t1 = time.perf_counter()
-    predictions, probs = predict(model, eval_enc, device)
-    representations = first_token_states(model, eval_enc, device) if c["log_representations"] else None
+    if c["log_representations"]:  # one forward pass gives both
+        predictions, probs, representations = predict(model, eval_enc, device, return_states=True)
+    else:
+        (predictions, probs), representations = predict(model, eval_enc, device), None
     eval_seconds = time.perf_counter() - t1
     labels = eval_enc.labels
     metrics = {f"eval_{name}": score(name, labels, predictions) for name in spec.metrics}

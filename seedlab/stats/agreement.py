@@ -27,6 +27,7 @@ __all__ = [
     "consistency_all",
     "agreement_pairwise",
     "pairwise_disagreement",
+    "pairwise_jsd_per_instance",
     "mean_pairwise_jsd",
     "fleiss_kappa",
     "instability_measures",
@@ -76,13 +77,29 @@ def _check_probs(probs, min_runs: int = 2, atol: float = 1e-3) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def summarize_metric(values, ddof: int = 0) -> dict:
-    """Mean and spread of a task metric over runs (macro level).
+def summarize_metric(values, *, ddof: int = 0) -> dict:
+    """Mean and spread of a task metric over runs (the macro level of seed effects).
 
-    ``sd = sqrt(sum_i (v_i - mean)^2 / (n - ddof))``. Du & Nguyen's code uses the population SD
-    (``ddof=0``, the default); the ddof used is recorded in the result.
+    Parameters
+    ----------
+    values : array-like of shape (n,)
+        One finite metric value per run.
+    ddof : {0, 1}, default=0
+        Delta degrees of freedom of the SD; 0 (population SD) is Du & Nguyen's choice.
 
-    Returns ``dict(n, mean, sd, ddof, min, max)``.
+    Returns
+    -------
+    dict
+        ``n``, ``mean``, ``sd``, ``ddof`` (recorded beside the SD), ``min``, ``max``.
+
+    Notes
+    -----
+    ``sd = sqrt(sum_i (v_i - mean)^2 / (n - ddof))``.
+
+    References
+    ----------
+    Bui/Zhou, Savova & Wang, IJCNLP-AACL 2025 (arXiv 2503.07329): macro effects of seeds;
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778): SD.
     """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.shape[0] == 0:
@@ -106,11 +123,26 @@ def summarize_metric(values, ddof: int = 0) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
-def label_counts(preds, n_classes: int | None = None) -> np.ndarray:
-    """Count table ``n_kc`` (m, C): how many runs give instance k label c.
+def label_counts(preds, *, n_classes: int | None = None) -> np.ndarray:
+    """Count table of the labels the runs give each instance (runs as raters).
 
-    With ``n_classes`` the labels must be integers in [0, n_classes) and column c is label c; otherwise the
-    columns are the sorted distinct labels that occur. O(n m).
+    Parameters
+    ----------
+    preds : array-like of shape (n, m)
+        Labels of n runs on m instances (any hashable numpy dtype).
+    n_classes : int, optional
+        With it, labels must be integers in [0, n_classes) and column c is label c; without it, the
+        columns are the sorted distinct labels that occur.
+
+    Returns
+    -------
+    ndarray of int, shape (m, C)
+        ``n_kc``: how many runs give instance k label c. O(n m).
+
+    References
+    ----------
+    Fleiss, "Measuring nominal scale agreement among many raters", Psychological Bulletin 76(5), 1971
+    (the subjects x categories table).
     """
     preds = _check_preds(preds, min_runs=1)
     n, m = preds.shape
@@ -133,10 +165,27 @@ def label_counts(preds, n_classes: int | None = None) -> np.ndarray:
 
 
 def agreement_matrix(preds) -> np.ndarray:
-    """Run x run agreement A[i, j] = (1/m) sum_k [yhat_ik = yhat_jk], shape (n, n), ones on the diagonal.
+    """Run x run agreement: the share of instances on which two runs predict the same label.
 
-    One BLAS product per class (X_c[i, k] = [yhat_ik = c]); memory O(n m). The off-diagonal mean equals
-    ``agreement_pairwise``.
+    Parameters
+    ----------
+    preds : array-like of shape (n, m)
+        Labels of n >= 2 runs on m instances.
+
+    Returns
+    -------
+    ndarray of shape (n, n)
+        ``A[i, j] = (1/m) sum_k [yhat_ik = yhat_jk]``; ones on the diagonal.
+
+    Notes
+    -----
+    One BLAS product per class (``X_c[i, k] = [yhat_ik = c]``, ``A = sum_c X_c X_c^T / m``); memory O(n m).
+    The off-diagonal mean equals ``agreement_pairwise`` = 1 - PD.
+
+    References
+    ----------
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778): PD, which is
+    1 - the mean of this matrix off the diagonal.
     """
     preds = _check_preds(preds)
     n, m = preds.shape
@@ -150,22 +199,53 @@ def agreement_matrix(preds) -> np.ndarray:
 
 
 def consistency_all(preds) -> float:
-    """Fraction of instances on which all n runs predict the same label ("consistency", reading 1).
+    """Share of instances on which all n runs predict the same label ("consistency", reading 1).
 
-    ``(1/m) sum_k [yhat_1k = ... = yhat_nk]``. It falls as n grows, so always report n beside it
-    (``instability_measures`` does). The paper's exact formula is unconfirmed (METHODS.md section 1);
-    ``agreement_pairwise`` is the other reading.
+    Parameters
+    ----------
+    preds : array-like of shape (n, m)
+        Labels of n >= 2 runs on m instances.
+
+    Returns
+    -------
+    float
+        ``(1/m) sum_k [yhat_1k = ... = yhat_nk]``.
+
+    Notes
+    -----
+    It falls as n grows, so always report n beside it (``instability_measures`` does). The paper's exact
+    formula is unconfirmed (METHODS.md section 1); ``agreement_pairwise`` is the other reading.
+
+    References
+    ----------
+    Bui/Zhou, Savova & Wang, IJCNLP-AACL 2025 (arXiv 2503.07329): micro effects, consistency of predictions.
     """
     preds = _check_preds(preds)
     return float(np.mean(np.all(preds == preds[0:1], axis=0)))
 
 
 def agreement_pairwise(preds) -> float:
-    """Mean over unordered run pairs of the fraction of instances with equal labels ("consistency", reading 2).
+    """Mean over unordered run pairs of the share of instances with equal labels ("consistency", reading 2).
 
+    Parameters
+    ----------
+    preds : array-like of shape (n, m)
+        Labels of n >= 2 runs on m instances.
+
+    Returns
+    -------
+    float
+        ``(2 / (n (n-1))) sum_{i<j} (1/m) sum_k [yhat_ik = yhat_jk]`` = 1 - PD.
+
+    Notes
+    -----
     Computed from label counts in O(n m): for instance k the share of agreeing pairs is
-    ``sum_c n_kc (n_kc - 1) / (n (n - 1))``; the result is its mean over instances, which equals
-    ``(2 / (n (n-1))) sum_{i<j} (1/m) sum_k [yhat_ik = yhat_jk]`` = 1 - PD.
+    ``sum_c n_kc (n_kc - 1) / (n (n - 1))``; the result is its mean over instances.
+
+    References
+    ----------
+    Bui/Zhou, Savova & Wang, IJCNLP-AACL 2025 (arXiv 2503.07329);
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778) (PD).
     """
     preds = _check_preds(preds)
     n = preds.shape[0]
@@ -175,7 +255,22 @@ def agreement_pairwise(preds) -> float:
 
 
 def pairwise_disagreement(preds) -> float:
-    """PD (Du & Nguyen 2023): mean over pairs i<j of (1/m) sum_k [yhat_ik != yhat_jk] = 1 - agreement_pairwise."""
+    """PD: mean over unordered run pairs of the share of instances on which they disagree.
+
+    Parameters
+    ----------
+    preds : array-like of shape (n, m)
+        Labels of n >= 2 runs on m instances.
+
+    Returns
+    -------
+    float
+        ``PD = (2 / (n (n-1))) sum_{i<j} (1/m) sum_k [yhat_ik != yhat_jk]`` = 1 - ``agreement_pairwise``.
+
+    References
+    ----------
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778).
+    """
     return 1.0 - agreement_pairwise(preds)
 
 
@@ -185,11 +280,28 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 
 
 def pairwise_jsd_per_instance(probs) -> np.ndarray:
-    """(m,): for each instance k, the mean over run pairs i<j of JSD(prob_ik, prob_jk), natural log.
+    """Per instance, the mean over run pairs of the Jensen-Shannon divergence of their class probabilities.
 
+    Parameters
+    ----------
+    probs : array-like of shape (n, m, C)
+        Class probabilities of n >= 2 runs on m instances (rows sum to 1).
+
+    Returns
+    -------
+    ndarray of shape (m,)
+        ``(2 / (n (n-1))) sum_{i<j} JSD(p_ik, p_jk)``, natural log.
+
+    Notes
+    -----
     ``JSD(p, q) = H(M) - (H(p) + H(q))/2`` with ``M = (p+q)/2``; 0 log 0 = 0. The single-run entropies are
     computed once; only H(M) needs the pairs, one run against all later runs at a time (memory O(n m C)).
     The measure is a mean over instances, so a subset's JSD is the mean of this vector over the subset.
+
+    References
+    ----------
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778): JSD;
+    Lin, "Divergence measures based on the Shannon entropy", IEEE Trans. Information Theory 37(1), 1991.
     """
     probs = _check_probs(probs)
     n, m, _ = probs.shape
@@ -204,16 +316,46 @@ def pairwise_jsd_per_instance(probs) -> np.ndarray:
 
 
 def mean_pairwise_jsd(probs) -> float:
-    """JSD (Du & Nguyen 2023): mean over pairs i<j and instances k of JSD(prob_ik, prob_jk), natural log.
+    """JSD: the mean over run pairs and instances of the Jensen-Shannon divergence of class probabilities.
 
-    Bounded by log 2; see ``pairwise_jsd_per_instance`` for the computation.
+    Parameters
+    ----------
+    probs : array-like of shape (n, m, C)
+        Class probabilities of n >= 2 runs on m instances.
+
+    Returns
+    -------
+    float
+        ``(1/m) sum_k (2 / (n (n-1))) sum_{i<j} JSD(p_ik, p_jk)``, natural log, bounded by log 2.
+
+    Notes
+    -----
+    The mean of ``pairwise_jsd_per_instance``.
+
+    References
+    ----------
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778).
     """
     return float(pairwise_jsd_per_instance(probs).mean())
 
 
-def fleiss_kappa(preds, n_classes: int | None = None) -> float:
-    """Fleiss' kappa with runs as raters, any number of classes (Du & Nguyen 2023 use 1 - kappa).
+def fleiss_kappa(preds, *, n_classes: int | None = None) -> float:
+    """Fleiss' kappa with runs as raters, any number of classes (Du & Nguyen use 1 - kappa).
 
+    Parameters
+    ----------
+    preds : array-like of shape (n, m)
+        Labels of n >= 2 runs on m instances.
+    n_classes : int, optional
+        Validates that the labels are integers in [0, n_classes); unused classes change nothing.
+
+    Returns
+    -------
+    float
+        kappa; 1.0 when every run predicts one and the same label on every instance (see Notes).
+
+    Notes
+    -----
     With ``n_kc`` the number of runs giving instance k label c (n runs, m instances)::
 
         P_k   = (sum_c n_kc^2 - n) / (n (n - 1))
@@ -223,12 +365,15 @@ def fleiss_kappa(preds, n_classes: int | None = None) -> float:
         kappa = (Pbar - P_e) / (1 - P_e)
 
     Equal to ``statsmodels.stats.inter_rater.fleiss_kappa(table, method="fleiss")`` on the count table.
-
     Degenerate case: ``P_e == 1`` happens exactly when every run predicts one and the same label on every
     instance. Then ``Pbar == 1`` too and kappa is 0/0; statsmodels returns NaN. We return **1.0** (complete
     agreement, zero instability), because every pair of runs agrees on every instance and the instability
-    measure ``1 - kappa`` should then be 0, not undefined. Classes never predicted have p_c = 0 and change
-    nothing, so ``n_classes`` only validates the labels.
+    measure ``1 - kappa`` should then be 0, not undefined.
+
+    References
+    ----------
+    Fleiss, "Measuring nominal scale agreement among many raters", Psychological Bulletin 76(5), 1971;
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778).
     """
     preds = _check_preds(preds)
     n, m = preds.shape
@@ -247,16 +392,37 @@ def fleiss_kappa(preds, n_classes: int | None = None) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def instability_measures(preds, probs=None, metric_values=None, ddof: int = 0) -> dict:
+def instability_measures(preds, probs=None, metric_values=None, *, ddof: int = 0) -> dict:
     """The prediction-level instability measures of one set of runs.
 
-    Returns ``dict(sd, pd, jsd, one_minus_fleiss_kappa, consistency_all, agreement_pairwise, n_runs, ddof)``:
+    Parameters
+    ----------
+    preds : array-like of shape (n, m)
+        Labels of n >= 2 runs on m instances.
+    probs : array-like of shape (n, m, C), optional
+        Class probabilities (for the JSD).
+    metric_values : array-like of shape (n,), optional
+        One task-metric value per run (for the SD).
+    ddof : {0, 1}, default=0
+        Of the SD (0: population SD, as Du & Nguyen's code).
 
-    * ``sd``: SD of ``metric_values`` (one task-metric value per run) with ``ddof`` (default 0, population SD,
-      as Du & Nguyen's code); None without ``metric_values``;
-    * ``pd``: ``pairwise_disagreement``; ``jsd``: ``mean_pairwise_jsd`` (None without ``probs``);
-    * ``one_minus_fleiss_kappa``: 1 - ``fleiss_kappa``;
-    * ``consistency_all`` / ``agreement_pairwise``: the two readings of "consistency" (report ``n_runs``).
+    Returns
+    -------
+    dict
+        ``sd`` (SD of ``metric_values``; None without them), ``pd`` (``pairwise_disagreement``), ``jsd``
+        (``mean_pairwise_jsd``; None without ``probs``), ``one_minus_fleiss_kappa`` (1 - ``fleiss_kappa``),
+        ``consistency_all`` and ``agreement_pairwise`` (the two readings of "consistency"), ``n_runs``,
+        ``ddof``.
+
+    Notes
+    -----
+    Formulas: the functions named above. The pair-based measures use unordered pairs i < j.
+
+    References
+    ----------
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778): SD, PD, JSD,
+    1 - Fleiss' kappa;
+    Bui/Zhou, Savova & Wang, IJCNLP-AACL 2025 (arXiv 2503.07329): consistency.
     """
     preds = _check_preds(preds)
     n, m = preds.shape
@@ -294,28 +460,55 @@ def _as_rng(rng) -> np.random.Generator:
 def subsample_insensitivity(
     preds,
     probs=None,
-    fractions: Sequence[float] = (0.1, 0.5),
-    draws: int = 10,
-    rng=None,
     labels=None,
+    *,
+    fractions: Sequence[float] = (0.1, 0.5),
+    n_subsamples: int = 10,
+    rng: int | np.random.Generator | None = None,
     metric: str = "accuracy",
 ) -> dict:
     """Du & Nguyen's validity check (a): is a measure insensitive to sub-sampling the test set?
 
-    For each fraction f, draw ``draws`` random instance subsets of size ``max(2, round(f m))`` without
-    replacement and recompute each measure on the subset. A valid measure keeps the subset mean close to
-    the full-set value with a small SD.
+    Parameters
+    ----------
+    preds : array-like of shape (n, m)
+        Labels of n >= 2 runs on m instances.
+    probs : array-like of shape (n, m, C), optional
+        Class probabilities (adds the JSD).
+    labels : array-like of shape (m,), optional
+        Gold labels (adds the SD of the task metric ``metric``, population SD).
+    fractions : sequence of float in (0, 1], default=(0.1, 0.5)
+        Subset sizes as shares of m.
+    n_subsamples : int, default=10
+        Random subsets per fraction. (Subsets are drawn without replacement: this is not a bootstrap.)
+    rng : int, numpy.random.Generator or None, default=None
+        Seed of ``np.random.default_rng``, or a Generator.
+    metric : str, default="accuracy"
+        Task metric of the SD (``seedlab.stats.metrics``).
 
-    Measures: ``pd``, ``one_minus_fleiss_kappa``, ``consistency_all``, ``agreement_pairwise``, ``jsd`` (with
-    ``probs``), and ``sd`` of the task metric ``metric`` (with ``labels``; population SD).
+    Returns
+    -------
+    dict
+        ``{"full": {measure: value}, "fractions": {f: {measure: {"mean", "sd", "values"}}}, "n_runs",
+        "n_instances", "draws"}`` (``draws`` = n_subsamples, the analysis result schema's key). Measures:
+        ``pd``, ``one_minus_fleiss_kappa``, ``consistency_all``, ``agreement_pairwise``, ``jsd`` (with
+        ``probs``), ``sd`` (with ``labels``).
 
-    Returns ``{"full": {measure: value}, "fractions": {f: {measure: {"mean", "sd", "values"}}},
-    "n_runs", "n_instances", "draws"}``. ``rng`` is a seed or ``np.random.Generator``.
+    Notes
+    -----
+    For each fraction f, draw ``n_subsamples`` subsets of size ``max(2, round(f m))`` without replacement
+    (``gen.choice(m, size, replace=False)``, sorted) and recompute each measure on the subset. A valid
+    measure keeps the subset mean close to the full-set value with a small SD.
+
+    References
+    ----------
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778): validity check
+    (a), insensitivity to sub-sampling the test set.
     """
     preds = _check_preds(preds)
     n, m = preds.shape
-    if draws < 1:
-        raise ValueError(f"draws must be >= 1, got {draws}")
+    if int(n_subsamples) != n_subsamples or n_subsamples < 1:
+        raise ValueError(f"n_subsamples must be an integer >= 1, got {n_subsamples}")
     fr = [float(f) for f in fractions]
     if not fr or any(not (0.0 < f <= 1.0) for f in fr):
         raise ValueError(f"fractions must lie in (0, 1], got {list(fractions)}")
@@ -355,7 +548,7 @@ def subsample_insensitivity(
         size = max(2, int(round(f * m)))
         size = min(size, m)
         vals: dict[str, list[float]] = {k: [] for k in full}
-        for _ in range(draws):
+        for _ in range(n_subsamples):
             idx = np.sort(gen.choice(m, size=size, replace=False))
             for k, v in measures(idx).items():
                 vals[k].append(v)
@@ -363,18 +556,32 @@ def subsample_insensitivity(
             k: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "values": [float(x) for x in v]}
             for k, v in vals.items()
         }
-    return {"full": full, "fractions": res, "n_runs": int(n), "n_instances": int(m), "draws": int(draws)}
+    return {"full": full, "fractions": res, "n_runs": int(n), "n_instances": int(m), "draws": int(n_subsamples)}
 
 
 def measure_agreement(curves: Mapping[str, Sequence[float]]) -> dict:
     """Du & Nguyen's validity check (b): agreement among measures as correlation of their layer-wise curves.
 
-    ``curves`` maps a measure name to its values over layers (all the same length L >= 3). For every
-    unordered pair of measures, the Pearson and Spearman correlation of the two curves (``scipy.stats``).
-    A constant curve gives NaN.
+    Parameters
+    ----------
+    curves : mapping of str to sequence of float
+        Each measure's finite values over layers, all the same length L >= 3.
 
-    Returns ``{"names": [...], "pearson": (k, k) array, "spearman": (k, k) array, "pairs": [dict(a, b,
-    pearson, spearman, n)]}`` with ones on the diagonals.
+    Returns
+    -------
+    dict
+        ``{"names": [...], "pearson": (k, k) array, "spearman": (k, k) array, "pairs": [dict(a, b, pearson,
+        spearman, n)]}`` with ones on the diagonals; a constant curve gives NaN.
+
+    Notes
+    -----
+    For every unordered pair of measures, the Pearson and Spearman correlation of the two curves
+    (``scipy.stats.pearsonr`` / ``spearmanr``).
+
+    References
+    ----------
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778): validity check
+    (b), agreement between measures.
     """
     if not isinstance(curves, Mapping) or len(curves) < 2:
         raise ValueError("curves must map at least two measure names to their layer-wise values")
@@ -409,11 +616,26 @@ def measure_agreement(curves: Mapping[str, Sequence[float]]) -> dict:
 def ranking_agreement(scores: Mapping[str, Mapping[str, float]]) -> dict:
     """Agreement of the rankings of conditions (e.g. mitigation methods) under different measures.
 
-    ``scores[measure][condition]`` is the value of an instability measure for a condition; every measure
-    must score the same conditions (>= 2). For each pair of measures, Kendall's tau-b
-    (``scipy.stats.kendalltau``) between their score vectors, as Du & Nguyen compare rankings.
+    Parameters
+    ----------
+    scores : mapping of str to mapping of str to float
+        ``scores[measure][condition]``: the value of an instability measure for a condition; every measure
+        must score the same (>= 2) conditions.
 
-    Returns ``{"conditions": [...], "measures": [...], "tau": (k, k) array, "pvalue": (k, k) array}``.
+    Returns
+    -------
+    dict
+        ``{"conditions": [...], "measures": [...], "tau": (k, k) array, "pvalue": (k, k) array}``.
+
+    Notes
+    -----
+    For each pair of measures, Kendall's tau-b (``scipy.stats.kendalltau``) between their score vectors
+    over the sorted conditions.
+
+    References
+    ----------
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778): rankings of
+    mitigation methods under each measure; Kendall, "A new measure of rank correlation", Biometrika 30, 1938.
     """
     if not isinstance(scores, Mapping) or len(scores) < 2:
         raise ValueError("scores must map at least two measure names to {condition: value}")

@@ -300,13 +300,40 @@ class RunTable:
         finetune_seed,
         predictions,
         probs=None,
+        *,
         instance_ids=None,
         run_ids=None,
         is_regression: bool = False,
         method=None,
     ) -> "RunTable":
-        """Build a table, generating ``instance_ids`` ("0", "1", ...) and ``run_ids``
-        ("model/method/p<seed>/f<seed>") when not given."""
+        """Build a table from per-run arrays, generating the ids that are not given.
+
+        Parameters
+        ----------
+        task : str
+            Task name.
+        labels : array-like of shape (m,)
+            Gold labels (int) or targets (float, regression).
+        model, pretrain_seed, finetune_seed : array-like of shape (n,)
+            Model name and seeds of each run.
+        predictions : array-like of shape (n, m)
+            Predicted labels or values.
+        probs : array-like of shape (n, m, C), optional
+            Class probabilities.
+        instance_ids : array-like of shape (m,), optional
+            Default "0", "1", ...
+        run_ids : array-like of shape (n,), optional
+            Default "model/method/p<seed>/f<seed>".
+        is_regression : bool, default=False
+            Float targets and predictions, no probabilities.
+        method : array-like of shape (n,), optional
+            Mitigation method of each run (None: all ``"standard"``).
+
+        Returns
+        -------
+        RunTable
+            The validated table (see the class docstring for what is checked).
+        """
         predictions = np.asarray(predictions)
         labels = np.asarray(labels)
         if instance_ids is None:
@@ -358,8 +385,8 @@ class RunTable:
         """Sorted unique method names (``["standard"]`` when ``method`` is None)."""
         return sorted(set(self.methods_per_run().tolist()))
 
-    def subset(self, model: str | None = None, method: str | None = None) -> "RunTable":
-        """The runs of ``model`` and/or ``method`` (None means any). Raises if nothing matches."""
+    def subset(self, *, model: str | None = None, method: str | None = None) -> "RunTable":
+        """The runs of ``model`` and/or ``method`` (None means any). Raises ``ValueError`` if nothing matches."""
         keep = np.ones(self.n_runs, dtype=bool)
         if model is not None:
             keep &= self.model == str(model)
@@ -392,7 +419,7 @@ class RunTable:
             raise ValueError(f"task {self.task!r} is regression; correctness is defined for classification only")
         return (self.predictions == self.labels[None, :]).astype(np.float64)
 
-    def grid(self, model: str, method: str | None = None) -> SeedGrid:
+    def grid(self, model: str, *, method: str | None = None) -> SeedGrid:
         """One model's runs as a ``SeedGrid`` indexed [pretraining seed, fine-tuning seed, instance].
 
         ``method`` selects the mitigation method; it may be omitted when the model's runs use one method
@@ -460,11 +487,28 @@ def _grid_stats(g: SeedGrid) -> dict[str, Any]:
 def design_report(table: RunTable) -> dict[str, dict[str, Any]]:
     """Per model: number of runs and, per method, the seed design and its holes.
 
-    Returns ``{model: {"n_runs": int, "methods": [..], "by_method": {method: stats}}}`` where ``stats`` has
-    ``n_runs, P, F, complete, missing_cells, pretrain_seeds, finetune_seeds, runs_per_pretrain_seed``
-    (F is the number of distinct fine-tuning seeds over all pretraining seeds). When a model has one
-    method only, ``stats`` is also merged into the model's entry (``report[model]["P"]`` etc.).
-    Ragged designs are reported here and handled explicitly (``SeedGrid.complete``), never filled.
+    Parameters
+    ----------
+    table : RunTable
+        The runs of one task.
+
+    Returns
+    -------
+    dict
+        ``{model: {"n_runs": int, "methods": [..], "by_method": {method: stats}}}`` where ``stats`` has
+        ``n_runs, P, F, complete, missing_cells, pretrain_seeds, finetune_seeds, runs_per_pretrain_seed``
+        (F is the number of distinct fine-tuning seeds over all pretraining seeds). When a model has one
+        method only, ``stats`` is also merged into the model's entry (``report[model]["P"]`` etc.).
+
+    Notes
+    -----
+    Ragged designs are reported here and handled explicitly (``SeedGrid.complete``), never filled: the
+    Zhong et al. estimators need a balanced P x F seed tree.
+
+    References
+    ----------
+    Zhong, Ghosh, Klein & Steinhardt, Findings of ACL 2021 (arXiv 2105.06020): the P pretraining x F
+    fine-tuning seed tree; Sellam et al., ICLR 2022 (arXiv 2106.16163): seeds as the resampled unit.
     """
     report: dict[str, dict[str, Any]] = {}
     for model in table.models():

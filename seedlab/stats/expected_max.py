@@ -5,7 +5,7 @@ EMNLP 2019 (arXiv 1909.03004). Given N observed validation scores ``v_1..v_N`` (
 or seed), report how good the best of ``n`` trials is expected to be, for n = 1, 2, ...: a curve that shows
 what a budget of n trials buys, instead of one max over an unreported number of trials.
 
-Estimators (``method``), with ``v_(1) <= ... <= v_(N)`` the sorted scores:
+Estimators (``method``, one of ``ESTIMATORS``), with ``v_(1) <= ... <= v_(N)`` the sorted scores:
 
 * ``"with_replacement"`` (Dodge et al. 2019, the default): the n trials are n i.i.d. draws from the
   *empirical* distribution of the N scores (sampling with replacement), so ``P(max_n <= v_(i)) = (i/N)^n``
@@ -36,8 +36,8 @@ For both, n = 1 gives the mean of the scores and n = N (unbiased) or n -> infini
 gives the max. The curves are non-decreasing in n.
 
 Uncertainty: ``bootstrap percentile intervals over the N scores``: resample the N scores with replacement
-``n_boot`` times, recompute the whole curve on each resample, and take the alpha/2 and 1 - alpha/2
-percentiles per n. RNG: ``rng = np.random.default_rng(rng_seed); idx = rng.integers(0, N, (n_boot, N))``,
+``n_bootstrap`` times, recompute the whole curve on each resample, and take the alpha/2 and 1 - alpha/2
+percentiles per n. RNG: ``gen = np.random.default_rng(rng); idx = gen.integers(0, N, (n_bootstrap, N))``,
 nothing else. The bootstrap inherits the estimator's bias near n = N (a resample holds ~63% distinct
 scores), so intervals there are wide and low; read them as the scale of the uncertainty, not as exact
 coverage.
@@ -53,9 +53,10 @@ from typing import Any
 import numpy as np
 from scipy.special import gammaln
 
-__all__ = ["ExpectedMaxCurve", "expected_max_weights", "expected_max", "expected_max_curve", "METHODS"]
+__all__ = ["ExpectedMaxCurve", "expected_max_weights", "expected_max", "expected_max_curve", "ESTIMATORS"]
 
-METHODS = ("with_replacement", "unbiased")
+#: the estimator variants, the values of ``method`` (not mitigation methods: see seedlab.train.mitigation)
+ESTIMATORS = ("with_replacement", "unbiased")
 
 _ESTIMATOR = {
     "with_replacement": "expected max of n trials, sampling the N scores with replacement (Dodge et al. 2019)",
@@ -74,8 +75,8 @@ def _check_scores(scores) -> np.ndarray:
 
 
 def _check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in ESTIMATORS:
+        raise ValueError(f"method must be one of {ESTIMATORS}, got {method!r}")
     return method
 
 
@@ -93,11 +94,40 @@ def _check_ns(ns, N: int, method: str) -> np.ndarray:
     return arr
 
 
-def expected_max_weights(N: int, ns, method: str = "with_replacement") -> np.ndarray:
-    """(len(ns), N) weights ``w[j, i] = P(the max of ns[j] trials is the (i+1)-th smallest of N scores)``.
+def expected_max_weights(N: int, ns, *, method: str = "with_replacement") -> np.ndarray:
+    """Probability that the maximum of n trials is the i-th smallest of N observed scores.
 
-    ``with_replacement``: ``(i/N)^n - ((i-1)/N)^n``; ``unbiased``: ``C(i-1, n-1) / C(N, n)`` (zero for
-    i < n), computed in log space (``gammaln``). Each row sums to 1. ``E[max_n] = w @ sorted(scores)``.
+    Parameters
+    ----------
+    N : int
+        Number of observed scores.
+    ns : int or array-like of int
+        Numbers of trials n (>= 1; <= N for ``method="unbiased"``).
+    method : {"with_replacement", "unbiased"}, default="with_replacement"
+        The estimator (``ESTIMATORS``).
+
+    Returns
+    -------
+    ndarray of shape (len(ns), N)
+        ``w[j, i] = P(max of ns[j] trials = v_(i+1))``; each row sums to 1 and ``E[max_n] = w @ sorted(v)``.
+
+    Notes
+    -----
+    With replacement (Dodge et al. 2019)::
+
+        w[n, i] = (i/N)^n - ((i-1)/N)^n
+
+    Without replacement, the unbiased U-statistic (Dodge et al. 2021)::
+
+        w[n, i] = C(i-1, n-1) / C(N, n)        (0 for i < n)
+
+    computed in log space (``scipy.special.gammaln``).
+
+    References
+    ----------
+    Dodge, Gururangan, Card, Schwartz & Smith, "Show Your Work: Improved Reporting of Experimental Results",
+    EMNLP 2019 (arXiv 1909.03004); Dodge, Gururangan, Card, Schwartz & Smith, "Expected Validation
+    Performance and Estimation of a Random Variable's Maximum", Findings of EMNLP 2021 (arXiv 2110.00613).
     """
     if int(N) != N or N < 1:
         raise ValueError(f"N must be a positive integer, got {N}")
@@ -117,14 +147,36 @@ def expected_max_weights(N: int, ns, method: str = "with_replacement") -> np.nda
     return np.where(valid, np.exp(logw), 0.0)
 
 
-def expected_max(scores, n, method: str = "with_replacement") -> float | np.ndarray:
-    """E[max of n trials] from the observed ``scores`` (see the module docstring for the formulas).
+def expected_max(scores, n, *, method: str = "with_replacement") -> float | np.ndarray:
+    """Expected maximum score of n trials, estimated from the observed scores.
 
-    ``n`` is an int (returns a float) or a 1-D array of ints (returns an array).
+    Parameters
+    ----------
+    scores : array-like of shape (N,)
+        Observed validation scores, one per trial (higher is better).
+    n : int or array-like of int
+        Numbers of trials.
+    method : {"with_replacement", "unbiased"}, default="with_replacement"
+        The estimator (``ESTIMATORS``; module docstring).
+
+    Returns
+    -------
+    float or ndarray
+        ``E[max_n]`` (a float for an int ``n``, else one value per ``n``).
+
+    Notes
+    -----
+    ``E[max_n] = sum_i v_(i) w[n, i]`` with ``v_(1) <= ... <= v_(N)`` and the weights of
+    ``expected_max_weights``: ``(i/N)^n - ((i-1)/N)^n`` with replacement, ``C(i-1, n-1) / C(N, n)`` without.
+
+    References
+    ----------
+    Dodge et al., "Show Your Work", EMNLP 2019 (arXiv 1909.03004); Dodge et al. 2021 (arXiv
+    2110.00613) for the unbiased estimator.
     """
     v = np.sort(_check_scores(scores))
     scalar = np.ndim(n) == 0
-    w = expected_max_weights(v.shape[0], n, method)
+    w = expected_max_weights(v.shape[0], n, method=method)
     out = w @ v
     return float(out[0]) if scalar else out
 
@@ -141,7 +193,9 @@ class ExpectedMaxCurve:
         extrapolated: (T,) bool, n > N (with replacement only).
         N: number of observed scores; method, estimator: the estimator used.
         mean, max: of the observed scores (the curve's values at n = 1 and its limit).
-        n_boot, alpha, rng_seed: bootstrap settings.
+        n_bootstrap, alpha: bootstrap settings; rng_seed: the int seed given (None for a Generator or None).
+
+    ``as_dict`` writes ``n_bootstrap`` as ``n_boot`` (the analysis result schema's key).
     """
 
     n: np.ndarray
@@ -157,7 +211,7 @@ class ExpectedMaxCurve:
     estimator: str
     mean: float
     max: float
-    n_boot: int
+    n_bootstrap: int
     alpha: float
     rng_seed: int | None
     notes: list = field(default_factory=list)
@@ -179,7 +233,7 @@ class ExpectedMaxCurve:
             "extrapolated": tl(self.extrapolated),
             "mean": self.mean,
             "max": self.max,
-            "n_boot": self.n_boot,
+            "n_boot": self.n_bootstrap,
             "alpha": self.alpha,
             "rng_seed": self.rng_seed,
             "notes": list(self.notes),
@@ -188,24 +242,48 @@ class ExpectedMaxCurve:
 
 def expected_max_curve(
     scores,
+    *,
     n_max: int | None = None,
     method: str = "with_replacement",
-    n_boot: int = 1000,
+    n_bootstrap: int = 1000,
     alpha: float = 0.05,
-    rng_seed: int | None = 0,
+    rng: int | np.random.Generator | None = 0,
 ) -> ExpectedMaxCurve:
     """Expected maximum validation performance for n = 1..n_max trials, with bootstrap intervals.
 
-    Args:
-        scores: (N,) observed validation scores (higher is better; pass ``-loss`` for a loss).
-        n_max: last n of the curve; default N. With ``method="with_replacement"`` n_max > N is allowed and the
-            points n > N are flagged ``extrapolated``; ``"unbiased"`` needs n_max <= N.
-        method: ``"with_replacement"`` (Dodge et al. 2019) or ``"unbiased"`` (without replacement).
-        n_boot: bootstrap resamples of the N scores (0 for none).
-        alpha: the intervals are the alpha/2 and 1 - alpha/2 percentiles.
-        rng_seed: seed of ``np.random.default_rng``.
+    Parameters
+    ----------
+    scores : array-like of shape (N,)
+        Observed validation scores (higher is better; pass ``-loss`` for a loss).
+    n_max : int, optional
+        Last n of the curve; default N. With ``method="with_replacement"`` n_max > N is allowed and the
+        points n > N are flagged ``extrapolated``; ``"unbiased"`` needs n_max <= N.
+    method : {"with_replacement", "unbiased"}, default="with_replacement"
+        The estimator (``ESTIMATORS``): Dodge et al. 2019, or without replacement (Dodge et al. 2021).
+    n_bootstrap : int, default=1000
+        Bootstrap resamples of the N scores (0 for none).
+    alpha : float, default=0.05
+        The intervals are the alpha/2 and 1 - alpha/2 percentiles.
+    rng : int, numpy.random.Generator or None, default=0
+        Seed of ``np.random.default_rng``, or a Generator.
 
-    Formulas, RNG order and caveats: module docstring.
+    Returns
+    -------
+    ExpectedMaxCurve
+        The curve, its plug-in variance and SD, bootstrap intervals and settings.
+
+    Notes
+    -----
+    ``E[max_n] = sum_i v_(i) w[n, i]``, ``Var[max_n] = sum_i v_(i)^2 w[n, i] - E[max_n]^2`` with the weights
+    of ``expected_max_weights``. The bootstrap resamples the N scores with replacement
+    (``gen.integers(0, N, (n_bootstrap, N))``) and recomputes the whole curve; caveats near n = N are in
+    the module docstring.
+
+    References
+    ----------
+    Dodge, Gururangan, Card, Schwartz & Smith, "Show Your Work: Improved Reporting of Experimental Results",
+    EMNLP 2019 (arXiv 1909.03004); Dodge et al., "Expected Validation Performance and Estimation of a
+    Random Variable's Maximum", Findings of EMNLP 2021 (arXiv 2110.00613).
     """
     v = np.sort(_check_scores(scores))
     N = int(v.shape[0])
@@ -215,12 +293,12 @@ def expected_max_curve(
     if int(n_max) != n_max or n_max < 1:
         raise ValueError(f"n_max must be a positive integer, got {n_max}")
     n_max = int(n_max)
-    if int(n_boot) != n_boot or n_boot < 0:
-        raise ValueError(f"n_boot must be a non-negative integer, got {n_boot}")
+    if int(n_bootstrap) != n_bootstrap or n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap}")
     if not (0.0 < alpha < 1.0):
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     ns = np.arange(1, n_max + 1)
-    w = expected_max_weights(N, ns, method)  # (T, N)
+    w = expected_max_weights(N, ns, method=method)  # (T, N)
     e1 = w @ v
     e2 = w @ (v * v)
     var = np.maximum(e2 - e1 * e1, 0.0)  # clip rounding below 0
@@ -229,15 +307,16 @@ def expected_max_curve(
     if extrap.any():
         notes.append(f"n > N={N} extrapolates from the empirical distribution; it cannot exceed the observed max")
     lo = hi = bsd = None
-    if n_boot > 0:
-        gen = np.random.default_rng(rng_seed)
-        idx = gen.integers(0, N, size=(int(n_boot), N))
-        boot = np.sort(v[idx], axis=1) @ w.T  # (n_boot, T)
+    if n_bootstrap > 0:
+        gen = np.random.default_rng(rng)
+        idx = gen.integers(0, N, size=(int(n_bootstrap), N))
+        boot = np.sort(v[idx], axis=1) @ w.T  # (n_bootstrap, T)
         lo = np.percentile(boot, 100.0 * alpha / 2.0, axis=0)
         hi = np.percentile(boot, 100.0 * (1.0 - alpha / 2.0), axis=0)
-        bsd = boot.std(axis=0, ddof=1) if n_boot > 1 else np.zeros_like(e1)
+        bsd = boot.std(axis=0, ddof=1) if n_bootstrap > 1 else np.zeros_like(e1)
     return ExpectedMaxCurve(
         n=ns, expected_max=e1, variance=var, sd=np.sqrt(var), ci_low=lo, ci_high=hi, boot_sd=bsd,
         extrapolated=extrap, N=N, method=method, estimator=_ESTIMATOR[method], mean=float(v.mean()),
-        max=float(v[-1]), n_boot=int(n_boot), alpha=float(alpha), rng_seed=rng_seed, notes=notes,
+        max=float(v[-1]), n_bootstrap=int(n_bootstrap), alpha=float(alpha),
+        rng_seed=None if rng is None or isinstance(rng, np.random.Generator) else rng, notes=notes,
     )

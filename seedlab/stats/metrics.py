@@ -194,9 +194,23 @@ ALL_METRIC_NAMES: tuple[str, ...] = tuple(BATCHED_METRICS)
 
 
 def batched(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """Batched form of metric ``name``: ``f(labels[..., m], preds[..., m]) -> array[...]``.
+    """The batched form of a metric, for scoring many resamples at once.
 
-    The metric is computed along the last axis; leading axes broadcast. Valid names: ``ALL_METRIC_NAMES``.
+    Parameters
+    ----------
+    name : str
+        One of ``ALL_METRIC_NAMES``.
+
+    Returns
+    -------
+    callable
+        ``f(labels[..., m], preds[..., m]) -> array[...]``: the metric along the last axis; leading axes
+        broadcast. Applied to 1-D arrays it is the scalar form (module docstring).
+
+    References
+    ----------
+    Wang, Singh, Michael, Hill, Levy & Bowman, "GLUE: A Multi-Task Benchmark and Analysis Platform for
+    Natural Language Understanding", ICLR 2019 (the task metrics); Wang et al., "SuperGLUE", NeurIPS 2019.
     """
     try:
         return BATCHED_METRICS[name]
@@ -222,15 +236,57 @@ def _check_1d(labels, preds) -> tuple[np.ndarray, np.ndarray]:
 
 
 def accuracy(labels, preds) -> float:
-    """Accuracy: (1/m) sum_k [preds_k == labels_k]."""
+    """Accuracy: the share of instances predicted right.
+
+    Parameters
+    ----------
+    labels : array-like of shape (m,)
+        Gold labels (or targets).
+    preds : array-like of shape (m,)
+        Predictions.
+
+    Returns
+    -------
+    float
+        ``(1/m) sum_k [preds_k == labels_k]``.
+
+    Notes
+    -----
+    Equal to ``sklearn.metrics.accuracy_score``.
+
+    References
+    ----------
+    Wang, Singh, Michael, Hill, Levy & Bowman, "GLUE: A Multi-Task Benchmark and Analysis Platform for
+    Natural Language Understanding", ICLR 2019 (the task metrics); Wang et al., "SuperGLUE", NeurIPS 2019.
+    """
     labels, preds = _check_1d(labels, preds)
     return float(_batched_accuracy(labels, preds))
 
 
 def f1(labels, preds) -> float:
-    """Binary F1 of class 1: 2TP / (2TP + FP + FN), 0.0 if there are no positives at all.
+    """Binary F1 of the positive class 1 (GLUE MRPC/QQP).
 
-    Equal to ``sklearn.metrics.f1_score(labels, preds)`` (GLUE MRPC/QQP).
+    Parameters
+    ----------
+    labels : array-like of shape (m,)
+        Gold labels (or targets).
+    preds : array-like of shape (m,)
+        Predictions.
+
+    Returns
+    -------
+    float
+        ``2TP / (2TP + FP + FN)``; 0.0 if there are no true and no predicted positives.
+
+    Notes
+    -----
+    Labels and predictions must lie in {0, 1}. Equal to ``sklearn.metrics.f1_score(labels, preds)``.
+
+    References
+    ----------
+    Wang, Singh, Michael, Hill, Levy & Bowman, "GLUE: A Multi-Task Benchmark and Analysis Platform for
+    Natural Language Understanding", ICLR 2019 (the task metrics); Wang et al., "SuperGLUE", NeurIPS 2019.
+    van Rijsbergen, *Information Retrieval*, 2nd ed., Butterworths 1979 (F-measure).
     """
     labels, preds = _check_1d(labels, preds)
     return float(_batched_f1(labels, preds))
@@ -239,29 +295,115 @@ def f1(labels, preds) -> float:
 def f1_macro(labels, preds) -> float:
     """Macro-averaged F1 over the classes present in labels or preds (SuperGLUE CB).
 
+    Parameters
+    ----------
+    labels : array-like of shape (m,)
+        Gold labels (or targets).
+    preds : array-like of shape (m,)
+        Predictions.
+
+    Returns
+    -------
+    float
+        ``mean_c 2TP_c / (2TP_c + FP_c + FN_c)`` over the classes that occur.
+
+    Notes
+    -----
     Equal to ``sklearn.metrics.f1_score(labels, preds, average="macro")``.
+
+    References
+    ----------
+    Wang, Singh, Michael, Hill, Levy & Bowman, "GLUE: A Multi-Task Benchmark and Analysis Platform for
+    Natural Language Understanding", ICLR 2019 (the task metrics); Wang et al., "SuperGLUE", NeurIPS 2019.
     """
     labels, preds = _check_1d(labels, preds)
     return float(_batched_f1_macro(labels, preds))
 
 
 def mcc(labels, preds) -> float:
-    """Matthews correlation coefficient, multi-class (Gorodkin 2004); 0.0 when undefined.
+    """Matthews correlation coefficient, multi-class (GLUE CoLA).
 
-    Equal to ``sklearn.metrics.matthews_corrcoef(labels, preds)`` (GLUE CoLA).
+    Parameters
+    ----------
+    labels : array-like of shape (m,)
+        Gold labels (or targets).
+    preds : array-like of shape (m,)
+        Predictions.
+
+    Returns
+    -------
+    float
+        ``(c s - t . p) / sqrt((s^2 - p . p)(s^2 - t . t))`` with c the correct count, s = m, t and p the
+        true and predicted class counts; 0.0 when the denominator is 0.
+
+    Notes
+    -----
+    Equal to ``sklearn.metrics.matthews_corrcoef(labels, preds)``.
+
+    References
+    ----------
+    Wang, Singh, Michael, Hill, Levy & Bowman, "GLUE: A Multi-Task Benchmark and Analysis Platform for
+    Natural Language Understanding", ICLR 2019 (the task metrics); Wang et al., "SuperGLUE", NeurIPS 2019.
+    Matthews, Biochimica et Biophysica Acta 405(2), 1975; Gorodkin, "Comparing two K-category assignments by a
+    K-category correlation coefficient", Computational Biology and Chemistry 28(5-6), 2004.
     """
     labels, preds = _check_1d(labels, preds)
     return float(_batched_mcc(labels, preds))
 
 
 def pearson(labels, preds) -> float:
-    """Pearson correlation r = cov(y, yhat) / (sd(y) sd(yhat)); NaN if either is constant (STS-B)."""
+    """Pearson correlation of predictions and targets (GLUE STS-B).
+
+    Parameters
+    ----------
+    labels : array-like of shape (m,)
+        Gold labels (or targets).
+    preds : array-like of shape (m,)
+        Predictions.
+
+    Returns
+    -------
+    float
+        ``r = cov(y, yhat) / (sd(y) sd(yhat))``; NaN if either is constant (undefined).
+
+    Notes
+    -----
+    Equal to ``scipy.stats.pearsonr(labels, preds)[0]`` where defined.
+
+    References
+    ----------
+    Wang, Singh, Michael, Hill, Levy & Bowman, "GLUE: A Multi-Task Benchmark and Analysis Platform for
+    Natural Language Understanding", ICLR 2019 (the task metrics); Wang et al., "SuperGLUE", NeurIPS 2019.
+    """
     labels, preds = _check_1d(labels, preds)
     return float(_batched_pearson(labels, preds))
 
 
 def spearman(labels, preds) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN if either is constant (STS-B)."""
+    """Spearman rank correlation of predictions and targets (GLUE STS-B).
+
+    Parameters
+    ----------
+    labels : array-like of shape (m,)
+        Gold labels (or targets).
+    preds : array-like of shape (m,)
+        Predictions.
+
+    Returns
+    -------
+    float
+        Pearson r of the average ranks (ties share the mean rank); NaN if either is constant.
+
+    Notes
+    -----
+    Equal to ``scipy.stats.spearmanr(labels, preds)[0]`` where defined.
+
+    References
+    ----------
+    Wang, Singh, Michael, Hill, Levy & Bowman, "GLUE: A Multi-Task Benchmark and Analysis Platform for
+    Natural Language Understanding", ICLR 2019 (the task metrics); Wang et al., "SuperGLUE", NeurIPS 2019.
+    Spearman, "The proof and measurement of association between two things", Am. J. Psychology 15(1), 1904.
+    """
     labels, preds = _check_1d(labels, preds)
     return float(_batched_spearman(labels, preds))
 
@@ -277,7 +419,25 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 
 
 def score(name: str, labels, preds) -> float:
-    """Scalar metric ``name`` of ``preds`` against ``labels``. Valid names: ``ALL_METRIC_NAMES``."""
+    """A task metric by name: the dispatcher that trials, importer and analysis share.
+
+    Parameters
+    ----------
+    name : str
+        One of ``ALL_METRIC_NAMES`` (the metric selects the function, so it comes first, like ``batched``).
+    labels, preds : array-like of shape (m,)
+        Gold labels and predictions.
+
+    Returns
+    -------
+    float
+        ``METRICS[name](labels, preds)``; formulas in each metric's docstring.
+
+    References
+    ----------
+    Wang, Singh, Michael, Hill, Levy & Bowman, "GLUE: A Multi-Task Benchmark and Analysis Platform for
+    Natural Language Understanding", ICLR 2019 (the task metrics); Wang et al., "SuperGLUE", NeurIPS 2019.
+    """
     try:
         fn = METRICS[name]
     except (KeyError, TypeError):

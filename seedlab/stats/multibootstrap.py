@@ -8,16 +8,16 @@ indices (one draw shared by both arms), and scores each arm as the mean over sam
 that seed's fine-tuning runs of ``score(labels[J], preds[run, J])``. Fine-tuning runs within a seed are
 averaged, not resampled.
 
-RNG stream (documented so that ``benchmarks/loop_reference.py`` reproduces results exactly)::
+RNG stream (documented so that ``tests/stats/loop_reference.py`` reproduces results exactly)::
 
-    rng = np.random.Generator(np.random.PCG64(rng_seed))
+    rng = np.random.default_rng(rng)      # an int seed s gives np.random.Generator(np.random.PCG64(s))
     # 1. seed draws, all iterations at once (only when resample_seeds):
-    #    paired:   seed_idx      = rng.integers(0, S,   size=(n_boot, S))     S   = number of common seeds
-    #    unpaired: seed_idx_base = rng.integers(0, S_b, size=(n_boot, S_b))   then
-    #              seed_idx_int  = rng.integers(0, S_i, size=(n_boot, S_i))   (single-arm: base only)
+    #    paired:   seed_idx      = rng.integers(0, S,   size=(n_bootstrap, S))     S = number of common seeds
+    #    unpaired: seed_idx_base = rng.integers(0, S_b, size=(n_bootstrap, S_b))   then
+    #              seed_idx_int  = rng.integers(0, S_i, size=(n_bootstrap, S_i))   (single-arm: base only)
     #    seed_idx[b, i] indexes the sorted seed list (np.unique of the seed ids).
     # 2. example draws (only when resample_examples), one iteration after another:
-    #    for b in range(n_boot): J_b = rng.integers(0, m, size=m)
+    #    for b in range(n_bootstrap): J_b = rng.integers(0, m, size=m)
     #    (drawn here in chunks rng.integers(0, m, size=(chunk, m)), which yields the identical stream)
 
 Vectorisation: per chunk of iterations the example draws become count vectors w_b = bincount(J_b) and the
@@ -70,12 +70,14 @@ class MultiBootstrapResult:
     Attributes:
         baseline, intervention, delta: ``Estimate`` of each arm and of delta = intervention - baseline
             (intervention and delta are None in single-arm mode).
-        p_value: share of bootstrap deltas <= 0, floored at 1/n_boot (one-sided test of "intervention
+        p_value: share of bootstrap deltas <= 0, floored at 1/n_bootstrap (one-sided test of "intervention
             better"); None in single-arm mode.
         p_threshold: share of bootstrap deltas >= threshold when a threshold was given, else None.
-        samples: (n_boot, 2) bootstrap scores [baseline, intervention] ((n_boot, 1) in single-arm mode).
-        settings: everything needed to reproduce the run (score, n_boot, paired, switches, alpha, rng_seed,
-            seeds used and dropped per arm, run counts, number of examples, RNG order).
+        samples: (n_bootstrap, 2) bootstrap scores [baseline, intervention] ((n_bootstrap, 1) in single-arm
+            mode).
+        settings: everything needed to reproduce the run (score, ``n_boot`` = n_bootstrap, paired, switches,
+            alpha, ``rng_seed`` = the int seed or None, seeds used and dropped per arm, run counts, number of
+            examples, RNG order). The key names are those of the analysis result schema.
     """
 
     baseline: Estimate
@@ -97,8 +99,29 @@ class MultiBootstrapResult:
         }
 
 
-def seed_groups(seeds: np.ndarray, keep: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Sorted distinct seeds (restricted to ``keep`` when given) and, per seed, the row indices of its runs."""
+def seed_groups(seeds, *, keep=None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The runs of each pretraining seed: the unit the Multi-Bootstrap resamples.
+
+    Parameters
+    ----------
+    seeds : array-like of shape (n_runs,)
+        Pretraining seed id of each run.
+    keep : array-like, optional
+        Only these seeds, in this order (default: every distinct seed, sorted).
+
+    Returns
+    -------
+    uniq : ndarray of shape (S,)
+        The seeds.
+    groups : list of S ndarrays
+        ``groups[i]`` holds the row indices of the runs of ``uniq[i]`` (its fine-tuning runs).
+
+    References
+    ----------
+    Sellam et al., "The MultiBERTs: BERT Reproductions for Robustness Analysis", ICLR 2022 (arXiv
+    2106.16163): seeds are the resampled unit, fine-tuning runs of a seed are averaged.
+    """
+    seeds = np.asarray(seeds)
     uniq = np.unique(seeds) if keep is None else np.asarray(keep)
     return uniq, [np.flatnonzero(seeds == s) for s in uniq]
 
@@ -198,11 +221,11 @@ def _counts(J: np.ndarray, m: int, dtype=np.int64) -> np.ndarray:
     return out
 
 
-def _fill_samples(samples, n_boot, chunk, m, rng, resample_examples, score_chunk, full_seed_scores, cols, seed_w):
+def _fill_samples(samples, n_bootstrap, chunk, m, rng, resample_examples, score_chunk, full_seed_scores, cols, seed_w):
     """Step 2 of the RNG stream: example draws chunk by chunk, seed-level scores, arm scores per iteration."""
     n_cols = full_seed_scores.shape[0]
-    for start in range(0, n_boot, chunk):
-        r = min(chunk, n_boot - start)
+    for start in range(0, n_bootstrap, chunk):
+        r = min(chunk, n_bootstrap - start)
         if resample_examples:
             # int32 output draws the same values as the default int64 for m < 2**31 (same 32-bit path)
             J = rng.integers(0, m, size=(r, m), dtype=np.int32 if m < 2**31 else np.int64)
@@ -241,44 +264,83 @@ def multibootstrap(
     seeds_baseline,
     preds_intervention=None,
     seeds_intervention=None,
+    *,
     score: str | Callable[[np.ndarray, np.ndarray], float] = "accuracy",
-    n_boot: int = 1000,
-    paired: bool = True,
+    n_bootstrap: int = 1000,
+    paired: bool = False,
     resample_seeds: bool = True,
     resample_examples: bool = True,
     threshold: float | None = None,
     alpha: float = 0.05,
-    rng_seed: int = 0,
+    rng: int | np.random.Generator | None = 0,
     max_chunk_elements: int = 2**22,
     blas_threads: int | None = 1,
 ) -> MultiBootstrapResult:
-    """Multi-Bootstrap over pretraining seeds and examples (Sellam et al. 2022).
+    """Multi-Bootstrap over pretraining seeds and evaluation examples (Sellam et al. 2022).
 
-    Args:
-        labels: (m,) gold labels (or regression targets).
-        preds_baseline, seeds_baseline: (n_b, m) predictions of the baseline arm's runs and (n_b,) their
-            pretraining seed ids; runs sharing a seed are its fine-tuning runs and are averaged.
-        preds_intervention, seeds_intervention: the same for the intervention arm; omit both for single-arm
-            mode (a CI for one arm's score).
-        score: a metric name from ``seedlab.stats.metrics.ALL_METRIC_NAMES`` (vectorised) or a callable
-            ``f(labels, preds) -> float`` (applied per run and iteration; slow).
-        n_boot: bootstrap iterations B.
-        paired: share one seed draw between arms, over the sorted seeds both arms have (runs of other seeds
-            are dropped and listed in ``settings``); unpaired draws seeds per arm independently. The
-            example draw is always shared.
-        resample_seeds, resample_examples: switch each source of resampling off to see how overconfident a
-            single-source analysis is (at least one must be on).
-        threshold: if given, also report P(delta >= threshold) over the bootstrap.
-        alpha: CIs are the alpha/2 and 1 - alpha/2 percentiles (``np.quantile``, linear interpolation).
-        rng_seed: seed of ``np.random.Generator(np.random.PCG64(rng_seed))``; see the module docstring for
-            the exact order of draws.
-        max_chunk_elements: bound on chunk x m (iterations processed at once), to bound memory.
-        blas_threads: BLAS threads during the bootstrap loop (via ``threadpoolctl`` when installed; None
-            leaves the setting alone). The products are many and medium-sized; on a shared machine a
-            multi-threaded BLAS spends more time waiting for cores than computing (measured 3x slower
-            on 2 busy cores), so one thread is the default. Results do not depend on it.
+    Parameters
+    ----------
+    labels : array-like of shape (m,)
+        Gold labels (or regression targets).
+    preds_baseline : array-like of shape (n_b, m)
+        Predictions of the baseline arm's runs.
+    seeds_baseline : array-like of shape (n_b,)
+        Pretraining seed id of each baseline run; runs sharing a seed are its fine-tuning runs and are
+        averaged, not resampled.
+    preds_intervention, seeds_intervention : array-like of shape (n_i, m) and (n_i,), optional
+        The same for the intervention arm. Omit both for single-arm mode (an interval for one arm's score).
+    score : str or callable, default="accuracy"
+        A metric name from ``seedlab.stats.metrics.ALL_METRIC_NAMES`` (vectorised) or a callable
+        ``f(labels, preds) -> float`` (applied per run and iteration; slow).
+    n_bootstrap : int, default=1000
+        Bootstrap iterations B.
+    paired : bool, default=False
+        True: one seed draw shared by both arms, over the sorted seeds both arms have (runs of other seeds
+        are dropped and listed in ``settings``). Valid only when a seed id names the *same* pretrained
+        checkpoint in both arms (e.g. an intervention applied to one set of MultiBERTs checkpoints);
+        pairing then removes the shared seed effect from the difference. False (the default) draws the
+        seeds of each arm independently, which is valid for any two arms: the function cannot tell whether
+        equal seed ids are equal checkpoints, and arms that share none (two model sizes, the usual
+        seedlab comparison) must not be paired. The example draw is always shared.
+    resample_seeds, resample_examples : bool, default=True
+        Switch one source of resampling off to see how overconfident a single-source analysis is (at
+        least one must stay on).
+    threshold : float, optional
+        Also report P(delta >= threshold) over the bootstrap.
+    alpha : float, default=0.05
+        Intervals are the alpha/2 and 1 - alpha/2 percentiles (``np.quantile``, linear interpolation).
+    rng : int, numpy.random.Generator or None, default=0
+        Seed of ``np.random.default_rng`` (an int s gives ``Generator(PCG64(s))``) or a Generator to draw
+        from; the order of draws is in the module docstring.
+    max_chunk_elements : int, default=2**22
+        Bound on chunk x m (iterations processed at once), to bound memory.
+    blas_threads : int or None, default=1
+        BLAS threads during the bootstrap loop (via ``threadpoolctl`` when installed; None leaves the
+        setting alone). The products are many and medium-sized; on a shared machine a multi-threaded BLAS
+        spends more time waiting for cores than computing (measured 3x slower on 2 busy cores), so one
+        thread is the default. Results do not depend on it.
 
-    p-value: share of bootstrap deltas <= 0, floored at 1/B (as the reference code).
+    Returns
+    -------
+    MultiBootstrapResult
+        Estimates of each arm and of delta = intervention - baseline, the p-value, the bootstrap samples
+        and the settings (``settings["n_boot"]``, ``settings["rng_seed"]``: the B and the int seed used,
+        None for a Generator).
+
+    Notes
+    -----
+    With S sampled seeds s*_1..s*_S and resampled examples J* (size m), an arm's bootstrap score is::
+
+        theta* = (1/S) sum_i  (1/F_{s*_i}) sum_{f in runs of s*_i}  score(labels[J*], preds[f, J*])
+
+    and the point estimate is the same with all seeds and all examples. Intervals are percentiles of
+    theta* (or of delta* = theta*_intervention - theta*_baseline); ``p_value = max(mean(delta* <= 0), 1/B)``
+    as in the reference code (one-sided test of "intervention better").
+
+    References
+    ----------
+    Sellam, Yadlowsky, Tenney, Wei, Saphra, D'Amour, Linzen, Bastings, Turc, Eisenstein, Das & Pavlick,
+    "The MultiBERTs: BERT Reproductions for Robustness Analysis", ICLR 2022 (arXiv 2106.16163).
     """
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] == 0:
@@ -292,8 +354,9 @@ def multibootstrap(
     else:
         raise ValueError(f"score must be a metric name ({', '.join(_metrics.ALL_METRIC_NAMES)}) or a callable")
     is_float = isinstance(score, str) and score in ("pearson", "spearman")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if int(n_bootstrap) != n_bootstrap or n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be an integer >= 1, got {n_bootstrap}")
+    n_bootstrap = int(n_bootstrap)
     if not (0.0 < alpha < 1.0):
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     if not (resample_seeds or resample_examples):
@@ -309,13 +372,13 @@ def multibootstrap(
 
     settings: dict[str, Any] = {
         "score": score_name,
-        "n_boot": int(n_boot),
+        "n_boot": n_bootstrap,
         "paired": bool(paired) if two_arms else None,
         "resample_seeds": bool(resample_seeds),
         "resample_examples": bool(resample_examples),
         "threshold": threshold,
         "alpha": float(alpha),
-        "rng_seed": int(rng_seed),
+        "rng_seed": None if rng is None or isinstance(rng, np.random.Generator) else int(rng),
         "n_examples": int(m),
         "rng": "PCG64; seeds (n_boot, S) per arm first, then examples rng.integers(0, m, size=m) per iteration",
     }
@@ -325,8 +388,8 @@ def multibootstrap(
         common = np.intersect1d(np.unique(sb), np.unique(si))
         if common.shape[0] == 0:
             raise ValueError("paired=True but the arms share no pretraining seed; use paired=False")
-        seeds_b, groups_b = seed_groups(sb, common)
-        seeds_i, groups_i = seed_groups(si, common)
+        seeds_b, groups_b = seed_groups(sb, keep=common)
+        seeds_i, groups_i = seed_groups(si, keep=common)
         settings["dropped_seeds_baseline"] = np.setdiff1d(np.unique(sb), common).tolist()
         settings["dropped_seeds_intervention"] = np.setdiff1d(np.unique(si), common).tolist()
     else:
@@ -394,15 +457,15 @@ def multibootstrap(
             return np.array([[float(score(labels[j], all_preds[r, j])) for r in range(n_all)] for j in J]) @ avg
 
     # ---- RNG: step 1, seed draws ----------------------------------------------------------------
-    rng = np.random.Generator(np.random.PCG64(rng_seed))
+    gen = np.random.default_rng(rng)  # an int seed s: Generator(PCG64(s)), the documented stream
     S_arms = [len(groups_b)] + ([len(groups_i)] if two_arms else [])
     seed_w = []  # per arm (B, S) resampling weights that sum to 1 per row
     if resample_seeds:
         if two_arms and paired:
-            idx = rng.integers(0, S_arms[0], size=(n_boot, S_arms[0]))
+            idx = gen.integers(0, S_arms[0], size=(n_bootstrap, S_arms[0]))
             draws = [idx, idx]
         else:
-            draws = [rng.integers(0, S, size=(n_boot, S)) for S in S_arms]
+            draws = [gen.integers(0, S, size=(n_bootstrap, S)) for S in S_arms]
         for S, d in zip(S_arms, draws):
             seed_w.append(_counts(d, S, np.float64) / S)
     else:
@@ -410,10 +473,10 @@ def multibootstrap(
 
     # ---- step 2, example draws and scoring, chunk by chunk -------------------------------------------
     per_elem = n_all if isinstance(score, str) and score not in _COUNT_METRICS else 1
-    chunk = int(max(1, min(n_boot, max_chunk_elements // max(m * per_elem, 1))))
-    samples = np.empty((n_boot, len(S_arms)))
+    chunk = int(max(1, min(n_bootstrap, max_chunk_elements // max(m * per_elem, 1))))
+    samples = np.empty((n_bootstrap, len(S_arms)))
     with _blas_threads(blas_threads):
-        _fill_samples(samples, n_boot, chunk, m, rng, resample_examples, score_chunk, full_seed_scores, cols, seed_w)
+        _fill_samples(samples, n_bootstrap, chunk, m, gen, resample_examples, score_chunk, full_seed_scores, cols, seed_w)
 
     # ---- summaries --------------------------------------------------------------------------------
     q = [alpha / 2.0, 1.0 - alpha / 2.0]
@@ -430,6 +493,6 @@ def multibootstrap(
     deltas = samples[:, 1] - samples[:, 0]
     delta = est(points[1] - points[0], deltas)
     p = float(np.mean(deltas <= 0))
-    p = max(p, 1.0 / n_boot)
+    p = max(p, 1.0 / n_bootstrap)
     p_thr = None if threshold is None else float(np.mean(deltas >= threshold))
     return MultiBootstrapResult(base, inter, delta, p, p_thr, samples, settings)

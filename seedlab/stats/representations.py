@@ -31,7 +31,7 @@ __all__ = [
     "procrustes_distance",
     "cka_distance",
     "pairwise_layer_distances",
-    "REPRESENTATION_MEASURES",
+    "REPRESENTATION_DISTANCES",
 ]
 
 
@@ -84,20 +84,41 @@ def _cca_mean_corr(Qx: np.ndarray, Qy: np.ndarray) -> float:
     return float(rho.mean())
 
 
-def svcca_distance(X, Y, threshold: float = 0.99) -> float:
+def svcca_distance(X, Y, *, threshold: float = 0.99) -> float:
     """SVCCA distance: 1 - mean canonical correlation of the SVD-reduced representations.
 
+    Parameters
+    ----------
+    X, Y : array-like of shape (m, d1) and (m, d2)
+        Hidden states of two runs on the same m instances (rows), finite.
+    threshold : float in (0, 1], default=0.99
+        Share of the sum of singular values the SVD reduction keeps.
+
+    Returns
+    -------
+    float
+        ``1 - mean(rho)``, in [0, 1]; 0 for identical inputs.
+
+    Notes
+    -----
     1. Reduce each matrix by an *uncentred* SVD ``X = U S V^T``, keeping the leading k directions, k the
        smallest number with ``sum_{i<=k} s_i / sum_i s_i >= threshold`` (singular values, not squared;
        reading of METHODS.md "cumulative sum ... stays within 99%": we keep directions until the 99% is
        reached, including the one that crosses it, as the anatome/SVCCA implementations do).
     2. Centre the reduced matrices ``X V_k`` (columns), CCA between them by the QR/SVD method: with
        orthonormal bases Qx, Qy of their column spaces, the canonical correlations are the singular values
-       of ``Qx^T Qy``; there are min(rank_x, rank_y) of them.
+       of ``Qx^T Qy`` (Bjorck & Golub 1973); there are min(rank_x, rank_y) of them.
     3. ``d = 1 - mean(rho)``.
 
-    Invariant to orthogonal maps and isotropic scaling of the features; 0 for identical inputs. Not exactly
-    invariant to translation (the reduction is uncentred).
+    Invariant to orthogonal maps and isotropic scaling of the features. Not exactly invariant to
+    translation (the reduction is uncentred).
+
+    References
+    ----------
+    Raghu, Gilmer, Yosinski & Sohl-Dickstein, "SVCCA: Singular Vector Canonical Correlation Analysis for Deep
+    Learning Dynamics and Interpretability", NeurIPS 2017;
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778):
+    representation-level measures.
     """
     X, Y = _check_pair(X, Y)
     if not (0.0 < threshold <= 1.0):
@@ -124,12 +145,29 @@ def _op_pair(Xn: np.ndarray, Yn: np.ndarray) -> float:
 
 
 def procrustes_distance(X, Y) -> float:
-    """Orthogonal Procrustes distance: centre columns, scale each matrix to unit Frobenius norm, then
-    ``d = 1 - ||X^T Y||_*`` (nuclear norm, the sum of singular values of the d1 x d2 cross product).
+    """Orthogonal Procrustes distance between two representation matrices.
 
-    ``1 - ||X^T Y||_* = min_R ||X - Y R||_F^2 / 2`` over orthogonal R (Du & Nguyen's normalisation; Ding et
-    al. 2021 report twice this). Invariant to orthogonal maps, isotropic scaling and translation; not to
-    general linear maps. 0 for identical inputs.
+    Parameters
+    ----------
+    X, Y : array-like of shape (m, d1) and (m, d2)
+        Hidden states of two runs on the same m instances (rows), finite, not constant.
+
+    Returns
+    -------
+    float
+        ``1 - ||X^T Y||_*`` after centring columns and scaling each matrix to unit Frobenius norm; in [0, 1].
+
+    Notes
+    -----
+    ``1 - ||X^T Y||_* = min_R ||X - Y R||_F^2 / 2`` over orthogonal R (the nuclear norm is the sum of the
+    singular values of the d1 x d2 cross product). Du & Nguyen's normalisation; Ding et al. 2021 report
+    twice this. Invariant to orthogonal maps, isotropic scaling and translation; not to general linear maps.
+
+    References
+    ----------
+    Ding, Denain & Steinhardt, "Grounding Representation Similarity with Statistical Testing", NeurIPS 2021;
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778):
+    representation-level measures.
     """
     X, Y = _check_pair(X, Y)
     return _op_pair(_op_prepare(X), _op_prepare(Y))
@@ -182,14 +220,36 @@ def _cka_pair(px, py) -> float:
 
 
 def cka_distance(X, Y) -> float:
-    """1 - linear CKA, with the unbiased HSIC estimator (Song et al. 2012; Nguyen et al. 2021; Du & Nguyen 2023).
+    """1 - linear CKA with the unbiased HSIC estimator.
 
+    Parameters
+    ----------
+    X, Y : array-like of shape (m, d1) and (m, d2)
+        Hidden states of two runs on the same m >= 4 instances (rows), finite.
+
+    Returns
+    -------
+    float
+        ``1 - CKA``; NaN when a self-HSIC estimate is not positive (possible only for tiny m). The unbiased
+        CKA can be slightly negative, so the distance can slightly exceed 1.
+
+    Notes
+    -----
     ``CKA = HSIC_u(K, L) / sqrt(HSIC_u(K, K) HSIC_u(L, L))`` with linear kernels K = X X^T, L = Y Y^T, the
-    Gram diagonals set to zero and U-centring (the estimator in ``_hsic_unbiased``), computed in
-    O(m d1 d2) without m x m matrices. Needs m >= 4. NaN when a self-HSIC estimate is not positive
-    (possible only for tiny m). Invariant to orthogonal maps, isotropic scaling and translation;
-    not to general linear maps. 0 for identical inputs. The unbiased CKA can be slightly negative,
-    so the distance can slightly exceed 1.
+    Gram diagonals set to zero (K~, L~) and::
+
+        HSIC_u = [tr(K~ L~) + (1^T K~ 1)(1^T L~ 1) / ((m-1)(m-2)) - 2/(m-2) 1^T K~ L~ 1] / (m (m-3))
+
+    computed in O(m d1 d2) without m x m matrices. Invariant to orthogonal maps, isotropic scaling and
+    translation; not to general linear maps. 0 for identical inputs.
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton, "Similarity of Neural Network Representations Revisited", ICML 2019;
+    Song, Smola, Gretton, Bedo & Borgwardt, "Feature Selection via Dependence Maximization", JMLR 13, 2012
+    (unbiased HSIC); Nguyen, Raghu & Kornblith, "Do Wide and Deep Networks Learn the Same Things?", ICLR 2021;
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778):
+    representation-level measures.
     """
     X, Y = _check_pair(X, Y, min_rows=4)
     return _cka_pair(_cka_prepare(X), _cka_prepare(Y))
@@ -199,7 +259,8 @@ def cka_distance(X, Y) -> float:
 # many runs x layers
 # --------------------------------------------------------------------------------------------------
 
-REPRESENTATION_MEASURES: dict[str, Callable[..., float]] = {
+#: the representation distances by name, in reporting order (the analysis computes each of them per layer)
+REPRESENTATION_DISTANCES: dict[str, Callable[..., float]] = {
     "svcca": svcca_distance,
     "procrustes": procrustes_distance,
     "cka": cka_distance,
@@ -212,14 +273,33 @@ _PREPARED = {
 }
 
 
-def pairwise_layer_distances(reps, measure: str | Callable[[np.ndarray, np.ndarray], float] = "cka") -> np.ndarray:
-    """Mean distance over unordered run pairs i < j, per layer.
+def pairwise_layer_distances(reps, *, measure: str | Callable[[np.ndarray, np.ndarray], float] = "cka") -> np.ndarray:
+    """Representation instability per layer: the mean distance over unordered pairs of runs.
 
-    ``reps`` has shape (n_runs, L, m, d): the first-token hidden state of each instance at each layer
-    (embeddings and pooler excluded by the caller). ``measure`` is ``"svcca"`` (threshold 0.99),
-    ``"procrustes"``, ``"cka"`` or a callable ``f(X, Y) -> float``. Returns an (L,) array.
+    Parameters
+    ----------
+    reps : array-like of shape (n_runs, L, m, d)
+        The first-token hidden state of each instance at each layer (embeddings and pooler excluded by
+        the caller), n_runs >= 2.
+    measure : str or callable, default="cka"
+        A name of ``REPRESENTATION_DISTANCES`` (``"svcca"`` with threshold 0.99, ``"procrustes"``,
+        ``"cka"``) or a callable ``f(X, Y) -> float``.
+
+    Returns
+    -------
+    ndarray of shape (L,)
+        ``D_l = (2 / (n (n-1))) sum_{i<j} d(reps[i, l], reps[j, l])``.
+
+    Notes
+    -----
     Only pairs of distinct runs enter (no zero-distance self-pairs); a seed bootstrap that duplicates runs
-    must therefore pass distinct runs, not resampled copies.
+    must therefore pass distinct runs, not resampled copies. Each run's matrix is prepared once per layer
+    (SVD basis, centring), then every pair is compared.
+
+    References
+    ----------
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778):
+    representation-level measures.
     """
     reps = np.asarray(reps, dtype=np.float64)
     if reps.ndim != 4:

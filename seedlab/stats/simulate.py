@@ -61,9 +61,35 @@ __all__ = [
 
 
 def exact_components(mu, pretrain_sd, finetune_sd) -> dict[str, np.ndarray]:
-    """Exact acc, PretVar, FineVar, Bias^2 of ``c = 1[mu + u + e > 0]`` (u, e independent normals).
+    """Exact accuracy, PretVar, FineVar and Bias^2 of ``c = 1[mu + u + e > 0]`` (u, e independent normals).
 
-    Arrays broadcast. Needs ``pretrain_sd^2 + finetune_sd^2 > 0``.
+    Parameters
+    ----------
+    mu : array-like
+        Latent means.
+    pretrain_sd, finetune_sd : array-like
+        SDs of the pretraining effect u and the fine-tuning effect e; not both 0. All three broadcast.
+
+    Returns
+    -------
+    dict of ndarray
+        ``acc``, ``pretrain_var``, ``finetune_var``, ``bias2``, ``loss``.
+
+    Notes
+    -----
+    With ``sd = sqrt(pretrain_sd^2 + finetune_sd^2)``, ``a = mu / sd``, ``rho = pretrain_sd^2 / sd^2``::
+
+        acc      = Phi(a)
+        E_p[g^2] = Phi2(a, a; rho) = Phi(a) - 2 T(a, sqrt((1 - rho) / (1 + rho)))
+        PretVar  = E_p[g^2] - acc^2,   FineVar = acc - E_p[g^2],   Bias^2 = (1 - acc)^2
+
+    (T: Owen's T function, ``scipy.special.owens_t``), the truths of Zhong et al.'s Theorem 2 for this model.
+
+    References
+    ----------
+    The model mimics the seed tree of Zhong, Ghosh, Klein & Steinhardt, "Are Larger Pretrained Language
+    Models Uniformly Better?", Findings of ACL 2021 (arXiv 2105.06020); Owen, "Tables for computing bivariate
+    normal probabilities", Annals of Mathematical Statistics 27(4), 1956 (Owen's T).
     """
     mu = np.asarray(mu, dtype=np.float64)
     sp = np.asarray(pretrain_sd, dtype=np.float64)
@@ -83,8 +109,31 @@ def exact_components(mu, pretrain_sd, finetune_sd) -> dict[str, np.ndarray]:
     return {"acc": acc, "pretrain_var": pret, "finetune_var": fine, "bias2": bias2, "loss": 1.0 - acc}
 
 
-def population_accuracy(ability, difficulty_mean: float, difficulty_sd: float, pretrain_sd, finetune_sd) -> np.ndarray:
-    """Accuracy over the instance population (no planted offsets): Phi((ability - mean) / sqrt(total var))."""
+def population_accuracy(ability, *, difficulty_mean: float, difficulty_sd: float, pretrain_sd,
+                        finetune_sd) -> np.ndarray:
+    """Accuracy over the whole population of instances (no planted offsets).
+
+    Parameters
+    ----------
+    ability : array-like
+        Ability of each model.
+    difficulty_mean, difficulty_sd : float
+        The normal distribution of instance difficulties.
+    pretrain_sd, finetune_sd : array-like
+        Noise SDs (broadcast with ``ability``).
+
+    Returns
+    -------
+    ndarray
+        ``Phi((ability - difficulty_mean) / sqrt(difficulty_sd^2 + pretrain_sd^2 + finetune_sd^2))``: the
+        population truth the Multi-Bootstrap's intervals must cover.
+
+    References
+    ----------
+    The model mimics the seed tree of Zhong, Ghosh, Klein & Steinhardt, "Are Larger Pretrained Language
+    Models Uniformly Better?", Findings of ACL 2021 (arXiv 2105.06020); Owen, "Tables for computing bivariate
+    normal probabilities", Annals of Mathematical Statistics 27(4), 1956 (Owen's T).
+    """
     ability = np.asarray(ability, dtype=np.float64)
     tot = difficulty_sd**2 + np.asarray(pretrain_sd, dtype=np.float64) ** 2 + np.asarray(finetune_sd, dtype=np.float64) ** 2
     return ndtr((ability - difficulty_mean) / np.sqrt(tot))
@@ -141,6 +190,7 @@ def _per_model(name: str, value, S: int) -> np.ndarray:
 def make_truth(
     model_names,
     difficulty,
+    *,
     ability=None,
     pretrain_sd=0.5,
     finetune_sd=0.5,
@@ -150,7 +200,42 @@ def make_truth(
     pretrain_shared: float = 0.0,
     finetune_shared: float = 0.0,
 ) -> SimulationTruth:
-    """Exact truths for given instance difficulties and a planted decaying set (bool (m,) or None)."""
+    """Exact truths of the simulator's model for given instance difficulties and a planted decaying set.
+
+    Parameters
+    ----------
+    model_names : sequence of str
+        Unique names, smallest model first.
+    difficulty : array-like of shape (m,)
+        Instance difficulties.
+    ability : array-like of shape (S,), optional
+        Ability per model (default ``linspace(0, 1, S)``).
+    pretrain_sd, finetune_sd : float or array-like of shape (S,), default=0.5
+        Noise SDs.
+    decaying : array-like of bool, shape (m,), optional
+        The planted set D of decaying instances (default: none).
+    decay_margin : float, default=1.0
+        How much ``mu`` falls per size step on D.
+    pretrain_corr, pretrain_shared, finetune_shared : float in [0, 1], default=0.0
+        Correlation of pretraining effects across models sharing a seed id; share of each effect's variance
+        common to all instances of a seed / run (module docstring).
+
+    Returns
+    -------
+    SimulationTruth
+        Latent means and the exact per-instance and per-model truths.
+
+    Notes
+    -----
+    ``mu[s, k] = ability[s] - difficulty[k] + offset[s, k]``, ``offset[s, k] = -(ability[s] - ability[0]) -
+    decay_margin s`` on D and 0 elsewhere; per-instance truths from ``exact_components``.
+
+    References
+    ----------
+    The model mimics the seed tree of Zhong, Ghosh, Klein & Steinhardt, "Are Larger Pretrained Language
+    Models Uniformly Better?", Findings of ACL 2021 (arXiv 2105.06020); Owen, "Tables for computing bivariate
+    normal probabilities", Annals of Mathematical Statistics 27(4), 1956 (Owen's T).
+    """
     names = tuple(str(x) for x in model_names)
     S = len(names)
     if S < 1 or len(set(names)) != S:
@@ -225,10 +310,36 @@ def _latents(truth: SimulationTruth, P: int, F: int, gen: np.random.Generator, l
     return truth.mu[:, None, None, :] + u + e
 
 
-def sample_correctness(truth: SimulationTruth, P: int, F: int, rng=None, n_experiments: int | None = None) -> np.ndarray:
-    """Correctness draws: (S, P, F, m) bool, or (n_experiments, S, P, F, m) for many independent experiments.
+def sample_correctness(truth: SimulationTruth, *, P: int, F: int, rng=None,
+                       n_experiments: int | None = None) -> np.ndarray:
+    """Correctness draws of the seed tree, instances (and so the truths) held fixed, seeds redrawn.
 
-    Instances (and so the truths) are held fixed; seeds are redrawn. Vectorised.
+    Parameters
+    ----------
+    truth : SimulationTruth
+        The model (``make_truth``).
+    P, F : int
+        Pretraining seeds and fine-tuning seeds per pretraining seed.
+    rng : int, numpy.random.Generator or None, default=None
+        Seed of ``np.random.default_rng``, or a Generator.
+    n_experiments : int, optional
+        Draw this many independent experiments at once.
+
+    Returns
+    -------
+    ndarray of bool
+        (S, P, F, m), or (n_experiments, S, P, F, m).
+
+    Notes
+    -----
+    ``correct = 1[mu[s, k] + u[s, p, k] + e[s, p, f, k] > 0]`` with ``u ~ N(0, pretrain_sd^2)`` and
+    ``e ~ N(0, finetune_sd^2)`` (module docstring for the shared and correlated parts). Vectorised.
+
+    References
+    ----------
+    The model mimics the seed tree of Zhong, Ghosh, Klein & Steinhardt, "Are Larger Pretrained Language
+    Models Uniformly Better?", Findings of ACL 2021 (arXiv 2105.06020); Owen, "Tables for computing bivariate
+    normal probabilities", Annals of Mathematical Statistics 27(4), 1956 (Owen's T).
     """
     if P < 1 or F < 1:
         raise ValueError(f"P and F must be >= 1, got P={P}, F={F}")
@@ -238,6 +349,7 @@ def sample_correctness(truth: SimulationTruth, P: int, F: int, rng=None, n_exper
 
 
 def simulate_experiment(
+    *,
     n_models: int = 2,
     model_names=None,
     P: int = 4,
@@ -258,22 +370,56 @@ def simulate_experiment(
 ) -> tuple[RunTable, SimulationTruth]:
     """Simulate one seed experiment and return ``(RunTable, SimulationTruth)``.
 
-    Args:
-        n_models, model_names: number of models / their names, smallest first (default "s0", "s1", ...).
-        P, F: pretraining seeds (0..P-1) and fine-tuning seeds (0..F-1) per model; every cell is run.
-        m: instances; n_classes: classes (labels uniform on 0..C-1).
-        difficulty: ``(mean, sd)`` of normal instance difficulties, or an (m,) array of difficulties.
-        ability: (n_models,) ability per model (default ``linspace(0, 1, n_models)``).
-        pretrain_sd, finetune_sd: noise SDs, scalar or one per model.
-        decaying_fraction, decay_margin: the planted decaying set (``round(fraction m)`` random instances)
-            and how much mu falls per size step on it.
-        pretrain_corr: correlation of pretraining effects across models sharing a seed id.
-        pretrain_shared, finetune_shared: share of the pretraining / fine-tuning effect's variance that is
-            common to all instances of a seed / run (a seed "main effect" that moves the whole accuracy).
-        rng: seed or ``np.random.Generator``.
+    Parameters
+    ----------
+    n_models : int, default=2
+        Number of models.
+    model_names : sequence of str, optional
+        Their names, smallest first (default "s0", "s1", ...).
+    P, F : int, default=4 and 3
+        Pretraining seeds (0..P-1) and fine-tuning seeds (0..F-1) per model; every cell is run.
+    m : int, default=200
+        Instances.
+    n_classes : int, default=2
+        Classes (labels uniform on 0..C-1).
+    difficulty : (float, float) or array-like of shape (m,), default=(0.0, 1.0)
+        ``(mean, sd)`` of normal instance difficulties, or the difficulties.
+    ability : array-like of shape (n_models,), optional
+        Ability per model (default ``linspace(0, 1, n_models)``).
+    pretrain_sd, finetune_sd : float or array-like, default=0.5
+        Noise SDs, scalar or one per model.
+    decaying_fraction : float, default=0.05
+        Share of instances (``round(fraction m)``, chosen at random) planted as decaying.
+    decay_margin : float, default=1.0
+        How much ``mu`` falls per size step on them.
+    pretrain_corr : float, default=0.0
+        Correlation of pretraining effects across models sharing a seed id.
+    pretrain_shared, finetune_shared : float, default=0.0
+        Share of the pretraining / fine-tuning effect's variance that is common to all instances of a seed
+        / run (a seed "main effect" that moves the whole accuracy).
+    task : str, default="simulated"
+        Task name of the table.
+    rng : int, numpy.random.Generator or None, default=None
+        Seed of ``np.random.default_rng``, or a Generator.
 
+    Returns
+    -------
+    table : RunTable
+        The runs (predictions, and probabilities whose argmax is the prediction).
+    truth : SimulationTruth
+        The exact truths.
+
+    Notes
+    -----
     Draw order from the generator: difficulties (if drawn), the decaying set, labels, latents
     (pretraining effects, [common effects], fine-tuning effects), wrong-class choices, nothing else.
+    The model is in the module docstring.
+
+    References
+    ----------
+    The model mimics the seed tree of Zhong, Ghosh, Klein & Steinhardt, "Are Larger Pretrained Language
+    Models Uniformly Better?", Findings of ACL 2021 (arXiv 2105.06020); Owen, "Tables for computing bivariate
+    normal probabilities", Annals of Mathematical Statistics 27(4), 1956 (Owen's T).
     """
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     if model_names is None:
@@ -294,8 +440,9 @@ def simulate_experiment(
     n_dec = int(round(decaying_fraction * m))
     dec = np.zeros(m, dtype=bool)
     dec[gen.choice(m, size=n_dec, replace=False)] = True
-    truth = make_truth(names, diff, ability, pretrain_sd, finetune_sd, dec, decay_margin, pretrain_corr,
-                       pretrain_shared, finetune_shared)
+    truth = make_truth(names, diff, ability=ability, pretrain_sd=pretrain_sd, finetune_sd=finetune_sd,
+                       decaying=dec, decay_margin=decay_margin, pretrain_corr=pretrain_corr,
+                       pretrain_shared=pretrain_shared, finetune_shared=finetune_shared)
 
     labels = gen.integers(0, n_classes, size=m)
     latent = _latents(truth, P, F, gen, ())  # (S, P, F, m)

@@ -121,12 +121,37 @@ _ESTIMATOR = {
 }
 
 
-def anova_components(Y, design: str = "crossed") -> dict[str, Any]:
-    """Raw (untruncated) ANOVA estimates for a balanced array ``Y[..., h, p, f]`` (leading axes: batches).
+def anova_components(Y, *, design: str = "crossed") -> dict[str, Any]:
+    """Raw (untruncated) ANOVA estimates of the variance components of a balanced array.
 
-    Returns ``{"raw": {component: array}, "se": {component: array}, "ms": {source: array},
-    "df": {source: int}}``; components not estimable under ``design`` are absent. Formulas: module docstring.
-    Vectorised over leading axes so that many simulated experiments are estimated at once.
+    Parameters
+    ----------
+    Y : array-like of shape (..., H, P, F)
+        One metric value per run: config h, pretraining seed p, fine-tuning seed f. Leading axes are
+        batches, estimated at once (many simulated experiments).
+    design : {"crossed", "nested", "one_way"}, default="crossed"
+        The random-effects model (module docstring; ``DESIGNS``).
+
+    Returns
+    -------
+    dict
+        ``{"raw": {component: array}, "se": {component: array}, "ms": {source: array}, "df": {source:
+        int}}``; components not estimable under ``design`` are absent.
+
+    Notes
+    -----
+    Each component is a linear combination of mean squares, from their expectations; crossed::
+
+        s2_finetune = MS_E,  s2_config_x_pretrain = (MS_AB - MS_E) / F,
+        s2_config = (MS_A - MS_AB) / (P F),  s2_pretrain = (MS_B - MS_AB) / (H F)
+
+    (nested and one-way in the module docstring). Normal-theory standard error of ``sum_i c_i MS_i``:
+    ``sqrt(sum_i c_i^2 2 MS_i^2 / (df_i + 2))``.
+
+    References
+    ----------
+    Searle, Casella & McCulloch, *Variance Components*, Wiley 1992, ch. 4 (section 4.5 for the standard
+    errors); Montgomery, *Design and Analysis of Experiments*, ch. 13.
     """
     Y = np.asarray(Y, dtype=np.float64)
     if Y.ndim < 3:
@@ -260,12 +285,40 @@ class VarianceComponents:
         }
 
 
-def variance_components_array(Y, design: str = "crossed", configs=(), dropped=(), notes=()) -> VarianceComponents:
-    """Variance components of a balanced array ``Y[h, p, f]`` (one metric value per run)."""
+def variance_components_array(Y, *, design: str = "crossed", configs=(), dropped=(), notes=()) -> VarianceComponents:
+    """Variance components of a balanced array ``Y[h, p, f]`` (one metric value per run).
+
+    Parameters
+    ----------
+    Y : array-like of shape (H, P, F)
+        The balanced design.
+    design : {"crossed", "nested", "one_way"}, default="crossed"
+        The random-effects model (module docstring).
+    configs : sequence, default=()
+        The config labels of the H rows (recorded).
+    dropped : sequence, default=()
+        Runs left out when the design was balanced, as (config, pretrain_seed, finetune_seed) (recorded).
+    notes : sequence of str, default=()
+        Notes carried into the result.
+
+    Returns
+    -------
+    VarianceComponents
+        Raw (unbiased, possibly negative) and truncated components, their shares, se, mean squares.
+
+    Notes
+    -----
+    The raw components are those of ``anova_components``; ``components`` sets negative ones to 0; a share
+    is component / sum of components (of the raw or the truncated set).
+
+    References
+    ----------
+    Searle, Casella & McCulloch, *Variance Components*, Wiley 1992, ch. 4.
+    """
     Y = np.asarray(Y, dtype=np.float64)
     if Y.ndim != 3:
         raise ValueError(f"Y must have shape (H, P, F), got shape {Y.shape}")
-    est = anova_components(Y, design)
+    est = anova_components(Y, design=design)
     raw = {k: float(v) for k, v in est["raw"].items()}
     trunc = {k: max(v, 0.0) for k, v in raw.items()}
     full = lambda d: {k: d.get(k) for k in COMPONENTS}  # noqa: E731  (None where not estimable)
@@ -373,31 +426,70 @@ def _balanced(values, config, pretrain_seed, finetune_seed, design: str, balance
     return y[keep_rows], design, configs, dropped, notes
 
 
-def variance_components(values, config, pretrain_seed, finetune_seed, design: str = "auto",
+def variance_components(values, config, pretrain_seed, finetune_seed, *, design: str = "auto",
                         balance: bool = True) -> VarianceComponents:
     """Variance of a task metric attributed to config, pretraining seed, their interaction and fine-tuning seed.
 
-    Args:
-        values: (n,) one task-metric value per run.
-        config: (n,) hyperparameter-configuration id per run (any labels, compared as strings).
-        pretrain_seed, finetune_seed: (n,) integer seeds.
-        design: "auto", "crossed", "nested" or "one_way" (module docstring).
-        balance: cut an unbalanced design down by the documented rule (dropped runs are reported);
-            False raises instead.
+    Parameters
+    ----------
+    values : array-like of shape (n,)
+        One task-metric value per run.
+    config : array-like of shape (n,)
+        Hyperparameter-configuration id per run (any labels, compared as strings).
+    pretrain_seed, finetune_seed : array-like of int, shape (n,)
+        The seeds of each run.
+    design : {"auto", "crossed", "nested", "one_way"}, default="auto"
+        The random-effects model; ``"auto"`` picks it from which pretraining seeds the configs share
+        (module docstring).
+    balance : bool, default=True
+        Cut an unbalanced design down by the documented rule (dropped runs are reported); False raises
+        instead.
 
-    Returns a ``VarianceComponents`` (raw unbiased and truncated components and shares, se, mean squares).
+    Returns
+    -------
+    VarianceComponents
+        Raw unbiased and truncated components and shares, se, mean squares.
+
+    Notes
+    -----
+    Crossed model ``y[h,p,f] = mu + a_h + b_p + (ab)_hp + e_hpf`` with the ANOVA (expected mean squares)
+    estimators of ``anova_components``; nested ``y = mu + a_h + b_p(h) + e``; one-way ``y = mu + a_h + e``.
+
+    References
+    ----------
+    Searle, Casella & McCulloch, *Variance Components*, Wiley 1992, ch. 4; Dodge, Ilharco, Schwartz,
+    Farhadi, Hajishirzi & Smith, "Fine-Tuning Pretrained Language Models: Weight Initializations, Data
+    Orders, and Early Stopping", arXiv 2002.06305, 2020 (the seed side of the question).
     """
     Y, design, configs, dropped, notes = _balanced(values, config, pretrain_seed, finetune_seed, design, balance)
-    return variance_components_array(Y, design, configs=configs, dropped=dropped, notes=notes)
+    return variance_components_array(Y, design=design, configs=configs, dropped=dropped, notes=notes)
 
 
-def seed_vs_hparam_share(values, config, pretrain_seed, finetune_seed, design: str = "auto") -> dict[str, Any]:
+def seed_vs_hparam_share(values, config, pretrain_seed, finetune_seed, *, design: str = "auto") -> dict[str, Any]:
     """Shares of the metric's variance due to hyperparameters vs seeds (truncated ANOVA estimates).
 
-    Returns ``{"hparam", "seed", "pretrain_seed", "finetune_seed", "interaction", "design", "estimator",
-    "raw": {...same keys, untruncated}}``: ``hparam`` = config share, ``seed`` = pretraining-seed +
-    fine-tuning-seed shares, ``interaction`` = config x pretraining-seed share (None when not estimable; see
-    ``variance_components``, whose balancing rule applies). Shares sum to 1 over hparam + seed + interaction.
+    Parameters
+    ----------
+    values, config, pretrain_seed, finetune_seed : array-like of shape (n,)
+        As for ``variance_components`` (whose balancing rule applies).
+    design : {"auto", "crossed", "nested", "one_way"}, default="auto"
+        The random-effects model.
+
+    Returns
+    -------
+    dict
+        ``{"hparam", "seed", "pretrain_seed", "finetune_seed", "interaction", "design", "estimator",
+        "n_runs", "dropped", "raw": {...the same shares, untruncated}}``; None where not estimable.
+
+    Notes
+    -----
+    ``hparam = share(config)``, ``seed = share(pretrain_seed) + share(finetune_seed)``, ``interaction =
+    share(config_x_pretrain)``; the shares sum to 1 over hparam + seed + interaction.
+
+    References
+    ----------
+    Searle, Casella & McCulloch, *Variance Components*, Wiley 1992, ch. 4; Dodge et al. 2020 (arXiv
+    2002.06305).
     """
     vc = variance_components(values, config, pretrain_seed, finetune_seed, design=design)
 

@@ -14,6 +14,7 @@ may have different (P, F) but must share the m instances.
   unbiased variance estimator, and variance conditioned on bias.
 * ``momentum``: correlation of instance-level gains s1->s2 and s2->s3 within buckets of the middle
   model's accuracy, the two gains estimated from independent halves of the middle model's seeds.
+* ``finetune_share``: FineVar / (PretVar + FineVar), the fine-tuning seed's share of the seed variance.
 
 Pure numpy/scipy.
 """
@@ -35,6 +36,7 @@ __all__ = [
     "NoiseDecomposition",
     "momentum",
     "threshold_grid",
+    "finetune_share",
 ]
 
 
@@ -57,7 +59,23 @@ def _check_binary(c: np.ndarray, name: str) -> None:
 
 
 def instance_accuracy(c) -> np.ndarray:
-    """Instance accuracy acc_k = (1 / (P F)) sum_{p,f} c[p, f, k]. Returns (m,)."""
+    """Instance accuracy: the share of a model's runs that get each instance right.
+
+    Parameters
+    ----------
+    c : array-like of shape (P, F, m)
+        Correctness (0/1) of P pretraining seeds x F fine-tuning seeds on m instances (a complete grid).
+
+    Returns
+    -------
+    ndarray of shape (m,)
+        ``acc_k = (1 / (P F)) sum_{p,f} c[p, f, k]``.
+
+    References
+    ----------
+    Zhong, Ghosh, Klein & Steinhardt, "Are Larger Pretrained Language Models Uniformly Better? Comparing
+    Performance at the Instance Level", Findings of ACL 2021 (arXiv 2105.06020).
+    """
     c = _check_c(c)
     return c.mean(axis=(0, 1))
 
@@ -67,8 +85,23 @@ def instance_accuracy(c) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def threshold_grid(step: float = 0.01) -> np.ndarray:
-    """Thresholds t = -1, -1 + step, ..., -step (t in [-1, 0), ``round(1/step)`` values)."""
+def threshold_grid(*, step: float = 0.01) -> np.ndarray:
+    """The thresholds t of the decay curves Decayhat(t) and Decay'(t).
+
+    Parameters
+    ----------
+    step : float, default=0.01
+        Grid step; must divide 1.
+
+    Returns
+    -------
+    ndarray of shape (round(1 / step),)
+        ``t = -1, -1 + step, ..., -step`` (t in [-1, 0); t = 0 is left out, see ``decay_lower_bound``).
+
+    References
+    ----------
+    Zhong et al., Findings of ACL 2021 (arXiv 2105.06020), Theorem 1 and appendix (the curves over t).
+    """
     n = int(round(1.0 / step))
     if n < 1 or abs(n * step - 1.0) > 1e-9:
         raise ValueError(f"step must divide 1 (e.g. 0.01, 0.05), got {step}")
@@ -177,12 +210,31 @@ def _curves(d: np.ndarray, weights: np.ndarray | None, step: float, n_t: int) ->
 def decay_lower_bound(
     c1,
     c2,
+    *,
     step: float = 0.01,
     n_bootstrap: int = 200,
-    rng=None,
+    rng: int | np.random.Generator | None = None,
 ) -> DecayBound:
     """Lower bound on the fraction of instances where model 2 (the larger) is truly worse than model 1.
 
+    Parameters
+    ----------
+    c1, c2 : array-like of shape (P1, F1, m) and (P2, F2, m)
+        Correctness (0/1) grids of the two models on the same m instances (complete grids).
+    step : float, default=0.01
+        Step of the threshold grid t in [-1, 0) (``threshold_grid``).
+    n_bootstrap : int, default=200
+        Instance-bootstrap replicates for the bias correction of the max.
+    rng : int, numpy.random.Generator or None, default=None
+        Seed of ``np.random.default_rng``, or a Generator.
+
+    Returns
+    -------
+    DecayBound
+        The curves, the raw and bias-corrected maximum gap, the lower bound and how the runs were split.
+
+    Notes
+    -----
     Zhong et al. 2021, Theorem 1 and appendix. With c1 (P1, F1, m) and c2 (P2, F2, m):
 
     * dhat_k = acc2_k - acc1_k from all runs of each model.
@@ -214,7 +266,10 @@ def decay_lower_bound(
     assumes independent runs, and nesting weakens that assumption; also when a model has a single
     pretraining seed (its pretraining noise is then not represented by the baseline).
 
-    ``rng``: seed or ``np.random.Generator``.
+    References
+    ----------
+    Zhong, Ghosh, Klein & Steinhardt, "Are Larger Pretrained Language Models Uniformly Better? Comparing
+    Performance at the Instance Level", Findings of ACL 2021 (arXiv 2105.06020), Theorem 1 and appendix.
     """
     c1 = _check_c(c1, "c1")
     c2 = _check_c(c2, "c2")
@@ -224,7 +279,7 @@ def decay_lower_bound(
         raise ValueError(f"c1 and c2 must cover the same instances: {c1.shape[2]} != {c2.shape[2]}")
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
-    t = threshold_grid(step)
+    t = threshold_grid(step=step)
     n_t = t.shape[0]
     m = c1.shape[2]
     u1, u2 = _units(c1, "c1"), _units(c2, "c2")
@@ -301,9 +356,24 @@ def decay_lower_bound(
 # --------------------------------------------------------------------------------------------------
 
 
-def fisher_bh_decay(c1, c2, alpha: float = 0.05) -> dict:
+def fisher_bh_decay(c1, c2, *, alpha: float = 0.05) -> dict:
     """Per-instance one-sided Fisher exact test (model 2 worse than model 1) + Benjamini-Hochberg.
 
+    Parameters
+    ----------
+    c1, c2 : array-like of shape (P1, F1, m) and (P2, F2, m)
+        Correctness (0/1) grids of the two models on the same instances.
+    alpha : float, default=0.05
+        False discovery rate of the Benjamini-Hochberg procedure.
+
+    Returns
+    -------
+    dict
+        ``fraction``, ``n_declared``, ``n_instances``, ``declared`` (m,) bool, ``pvalues`` (m,),
+        ``adjusted`` (m,), ``alpha``.
+
+    Notes
+    -----
     For instance k, with a_s = number of correct runs of model s out of n_s = P_s F_s, the 2x2 table
     ``[[a2, n2 - a2], [a1, n1 - a1]]`` is tested with ``scipy.stats.fisher_exact(alternative="less")``
     (odds of model 2 being correct lower than model 1's). The m p-values are adjusted with
@@ -312,7 +382,12 @@ def fisher_bh_decay(c1, c2, alpha: float = 0.05) -> dict:
     independent Bernoulli trials (ignoring that fine-tuning runs share pretraining seeds) and has little
     power with few runs, so it usually finds far fewer decaying instances than the random-baseline bound.
 
-    Returns ``dict(fraction, n_declared, n_instances, declared (m,) bool, pvalues (m,), adjusted (m,), alpha)``.
+    References
+    ----------
+    Zhong, Ghosh, Klein & Steinhardt, "Are Larger Pretrained Language Models Uniformly Better? Comparing
+    Performance at the Instance Level", Findings of ACL 2021 (arXiv 2105.06020): the naive
+    baseline;
+    Benjamini & Hochberg, "Controlling the False Discovery Rate", JRSS B 57(1), 1995.
     """
     c1 = _check_c(c1, "c1")
     c2 = _check_c(c2, "c2")
@@ -378,9 +453,25 @@ def _buckets(x: np.ndarray, width: float) -> tuple[np.ndarray, int]:
     return idx, n_b
 
 
-def noise_decomposition(c, bucket_by: str = "bias2", bucket_width: float = 0.1) -> NoiseDecomposition:
+def noise_decomposition(c, *, bucket_by: str = "bias2", bucket_width: float = 0.1) -> NoiseDecomposition:
     """Bias-variance decomposition of each instance's loss over the seed tree (Zhong et al. 2021, Theorem 2).
 
+    Parameters
+    ----------
+    c : array-like of shape (P, F, m)
+        Correctness (0/1) of P >= 2 pretraining seeds x F >= 2 fine-tuning seeds on m instances.
+    bucket_by : {"bias2", "accuracy"}, default="bias2"
+        The variable by which instances are bucketed for the variance conditioned on bias.
+    bucket_width : float, default=0.1
+        Bucket width on [0, 1]; must divide 1.
+
+    Returns
+    -------
+    NoiseDecomposition
+        Per-instance arrays of each component, their means over instances and the bucketed means.
+
+    Notes
+    -----
     For instance k with correctness c[p, f] (P pretraining seeds x F fine-tuning seeds)::
 
         L        = E[(1 - c)^2]               (= 1 - acc for 0/1 correctness)
@@ -406,7 +497,11 @@ def noise_decomposition(c, bucket_by: str = "bias2", bucket_width: float = 0.1) 
     "accuracy"), clipped to [0, 1], in buckets of width ``bucket_width``; each bucket reports n and the mean
     of each component.
 
-    Requires P >= 2 and F >= 2.
+    References
+    ----------
+    Zhong, Ghosh, Klein & Steinhardt, "Are Larger Pretrained Language Models Uniformly Better? Comparing
+    Performance at the Instance Level", Findings of ACL 2021 (arXiv 2105.06020), Theorem 2;
+    the authors' ``decompose_bias_variance.py``.
     """
     c = _check_c(c)
     P, F, m = c.shape
@@ -473,9 +568,26 @@ def _corr(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(pearsonr(x, y)[0]), float(spearmanr(x, y)[0])
 
 
-def momentum(c1, c2, c3, bucket_width: float = 0.1, split: str = "middle") -> dict:
+def momentum(c1, c2, c3, *, bucket_width: float = 0.1, split: str = "middle") -> dict:
     """Momentum of instance-level gains across sizes s1 < s2 < s3 (Zhong et al. 2021, section 6).
 
+    Parameters
+    ----------
+    c1, c2, c3 : array-like of shape (P_s, F_s, m)
+        Correctness (0/1) grids of three models s1 < s2 < s3 on the same instances; c2 needs P >= 2.
+    bucket_width : float, default=0.1
+        Width of the buckets of the middle model's accuracy; must divide 1.
+    split : {"middle", "all"}, default="middle"
+        Split only the middle model into halves, or every model.
+
+    Returns
+    -------
+    dict
+        ``buckets`` (per bucket: lo, hi, n, pearson, spearman), ``overall``, ``weighted_pearson``,
+        ``weighted_spearman``, ``d12``, ``d23``, ``bucket_variable``, ``split``, ``middle_halves``.
+
+    Notes
+    -----
     Does an instance that improves from s1 to s2 keep improving from s2 to s3? Estimating both gains from
     the same runs of s2 builds in a negative correlation (s2's noise enters dAcc(s1->s2) with + and
     dAcc(s2->s3) with -: regression to the mean), so the middle model's runs are split by pretraining seed
@@ -496,6 +608,11 @@ def momentum(c1, c2, c3, bucket_width: float = 0.1, split: str = "middle") -> di
 
     Requires the middle model to have P >= 2 (halves by fine-tuning run would share the pretraining seed's
     noise and not be independent).
+
+    References
+    ----------
+    Zhong, Ghosh, Klein & Steinhardt, "Are Larger Pretrained Language Models Uniformly Better? Comparing
+    Performance at the Instance Level", Findings of ACL 2021 (arXiv 2105.06020), section 6.
     """
     c1 = _check_c(c1, "c1")
     c2 = _check_c(c2, "c2")
@@ -551,3 +668,39 @@ def momentum(c1, c2, c3, bucket_width: float = 0.1, split: str = "middle") -> di
         "split": split,
         "middle_halves": {"half_a": list(range(h2)), "half_b": list(range(h2, c2.shape[0]))},
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# the fine-tuning seed's share of the seed variance
+# --------------------------------------------------------------------------------------------------
+
+
+def finetune_share(pretrain_var: float | None, finetune_var: float | None) -> float | None:
+    """The fine-tuning seed's share of the seed variance, FineVar / (PretVar + FineVar).
+
+    Parameters
+    ----------
+    pretrain_var, finetune_var : float or None
+        Means over instances of PretVar and FineVar (``NoiseDecomposition.means``).
+
+    Returns
+    -------
+    float or None
+        ``finetune_var / (pretrain_var + finetune_var)``; None when either is None or negative (the
+        unbiased PretVar estimate can be; a share of a negative variance means nothing) or both are 0.
+
+    Notes
+    -----
+    With Zhong et al.'s decomposition ``loss = Bias^2 + PretVar + FineVar`` the seed variance is
+    ``PretVar + FineVar``; this is the part of it that a new fine-tuning seed alone moves (1: only the
+    fine-tuning seed matters, 0: only the pretraining seed).
+
+    References
+    ----------
+    Zhong, Ghosh, Klein & Steinhardt, "Are Larger Pretrained Language Models Uniformly Better? Comparing
+    Performance at the Instance Level", Findings of ACL 2021 (arXiv 2105.06020), Theorem 2.
+    """
+    pv, fv = pretrain_var, finetune_var
+    if pv is None or fv is None or pv < 0 or fv < 0 or pv + fv <= 0:
+        return None
+    return float(fv / (pv + fv))

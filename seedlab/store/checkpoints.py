@@ -5,8 +5,8 @@
 1. `checkpoint_dir(size, seed)`: `$SEEDLAB_CHECKPOINTS/bert-<size>/seed_<seed>` (default
    `<cache>/checkpoints/...`), where a checkpoint placed by hand or by `seedlab.train.pretrain.save_checkpoint`
    lives. A local checkpoint always wins;
-2. the newest FINISHED pretraining run of the family in MLflow (`seedlab.kind = pretrain`, see
-   `seedlab.train.pretrain`): tracking URI from `$MLFLOW_TRACKING_URI` (else the default local store), experiment
+2. the newest FINISHED pretraining run of the family in MLflow (`seedlab.kind = pretrain`, logged by
+   `seedlab.run.pretrain_stage`): tracking URI from `$MLFLOW_TRACKING_URI` (else the default local store), experiment
    from `$SEEDLAB_PRETRAIN_EXPERIMENT` (else "seedlab-pretrain"); both can be passed explicitly. The run's
    `checkpoint/` artifact is downloaded once per node into `<checkpoints root>/runs/<run id>` under a file
    lock with an atomic rename (as `seedlab.data.tokenizer` does). Keyed by run id, a download is never stale:
@@ -18,7 +18,7 @@ Checkpoints are safetensors only: a directory holding only pickled weights (`*.b
 
 A checkpoint is a `BertForMaskedLM` directory (config.json, model.safetensors, tokenizer files,
 `seedlab-pretrain.json`) whose weights also hold the pooler (`bert.pooler.*`) so that
-`BertModel.from_pretrained(path)` finds every weight it needs (the `bert.` prefix is stripped by
+`AutoModelForSequenceClassification.from_pretrained(path)` finds every backbone weight it needs (the `bert.` prefix is stripped by
 transformers; the MLM head `cls.*` is reported as unused) and draws nothing at random. MLM does not train the
 pooler: it is the pooler drawn from the pretraining seed at initialisation, exactly the one a random backbone
 of that seed has (`seedlab.train.models.resolve_model`).

@@ -43,6 +43,10 @@ TAG_NODE = "seedlab.ray_node_id"  # the Ray node a trial ran on (which machine, 
 TAG_PRETRAIN_KEY = "seedlab.pretrain_key"
 TAG_TUNING_KEY = "seedlab.tuning_key"
 TAG_TUNING_CHOICE = "seedlab.tuning_choice"  # on a trial: the tuning run that chose its hyperparameters
+TAG_SOURCE = "seedlab.source"  # imported runs: the imported folder (absolute path)
+TAG_SOURCE_RUN = "seedlab.source_run"  # the run's name inside that folder
+TAG_IMPORT_FORMAT = "seedlab.import_format"
+TAG_IMPORT_DIGEST = "seedlab.import_digest"  # sha256 of the imported cell and arrays
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 NOTE_TAG = "mlflow.note.content"  # the run description in the MLflow UI
@@ -60,14 +64,18 @@ PAGE_SIZE = 1000  # runs per search request; every query pages until the store h
 
 # Bump when a change alters what a trial computes from the same cell (its outputs), so that runs logged by
 # earlier code are not taken for runs of the new code: it enters every trial key from version 2 on.
-COMPUTE_VERSION = 1
+# 2: resolve_model draws the classifier head from init_seed alone (before: a whole second BERT was drawn first).
+COMPUTE_VERSION = 2
 
 
 # --- names
 def trial_run_name(task: str, model: str, pretrain_seed: int, finetune_seed: int, method: str = "standard") -> str:
-    """`<task>/<model>/p<pretraining seed>/f<fine-tuning seed>[/<method>]`: the one form of a trial's name."""
+    """`<task>/<model>/p<pretraining seed>/f<fine-tuning seed>[/<method>]`: the one form of a trial's name
+    (the model by its short name: a hub name or local path by its last component)."""
+    from seedlab.data.catalog import short_name
+
     suffix = "" if method == "standard" else f"/{method}"
-    return f"{task}/{model}/p{pretrain_seed}/f{finetune_seed}{suffix}"
+    return f"{task}/{short_name(model)}/p{pretrain_seed}/f{finetune_seed}{suffix}"
 
 
 def sweep_run_name(profile: str) -> str:

@@ -149,34 +149,33 @@ def finetune(model, train: Encoded, hp: Hyperparameters, order_seed: int, dropou
 
 
 @torch.no_grad()
-def predict(model, data: Encoded, device: str = "cpu", batch_size: int = 128):
-    """(predictions, probs): argmax class ids and float32 softmax, or (values, None) for regression."""
-    model.to(device).eval()
-    outputs = []
-    for first in range(0, len(data.labels), batch_size):
-        index = list(range(first, min(first + batch_size, len(data.labels))))
-        batch = {k: v.to(device) for k, v in data.batch(index).items()}
-        with mixed_precision(device):
-            outputs.append(model(**batch).logits.float().cpu())
-    logits = torch.cat(outputs)
-    if model.config.num_labels == 1:
-        return logits.squeeze(-1).numpy().astype(np.float32), None
-    probs = torch.softmax(logits, dim=-1).numpy().astype(np.float32)
-    return probs.argmax(axis=-1), probs
+def predict(model, data: Encoded, device: str = "cpu", batch_size: int = 128, *, return_states: bool = False):
+    """(predictions, probs): argmax class ids and float32 softmax, or (values, None) for regression.
 
-
-@torch.no_grad()
-def first_token_states(model, data: Encoded, device: str = "cpu", batch_size: int = 128) -> np.ndarray:
-    """(L, m, d) float16: each transformer layer's hidden state of the first token ([CLS]) per instance.
-
-    The embedding output (hidden_states[0]) and the pooler are excluded, as in Du & Nguyen (2023).
+    With `return_states=True`, (predictions, probs, states) from the same single forward pass: `states` is
+    (L, m, d) float16, each transformer layer's hidden state of the first token ([CLS]) per instance. The
+    embedding output (hidden_states[0]) and the pooler are excluded, as in Du & Nguyen (2023).
     """
     model.to(device).eval()
-    layers = []
+    # Batches of similar lengths: each batch is cut to its longest row, so sorting by length removes most of the
+    # padding the forward pass would compute on (the rows go back to their order below).
+    by_length = np.argsort(data.lengths, kind="stable")
+    outputs, layers = [], []
     for first in range(0, len(data.labels), batch_size):
-        index = list(range(first, min(first + batch_size, len(data.labels))))
+        index = by_length[first : first + batch_size]
         batch = {k: v.to(device) for k, v in data.batch(index).items()}
         with mixed_precision(device):
-            hidden = model(**batch, output_hidden_states=True).hidden_states[1:]
-        layers.append(torch.stack([h[:, 0, :] for h in hidden]).float().cpu())
-    return torch.cat(layers, dim=1).numpy().astype(np.float16)
+            output = model(**batch, output_hidden_states=return_states)
+        outputs.append(output.logits.float().cpu())
+        if return_states:
+            layers.append(torch.stack([h[:, 0, :] for h in output.hidden_states[1:]]).float().cpu())
+    restore = torch.from_numpy(np.argsort(by_length, kind="stable"))  # sorted position of each row
+    logits = torch.cat(outputs)[restore]
+    if model.config.num_labels == 1:
+        predictions, probs = logits.squeeze(-1).numpy().astype(np.float32), None
+    else:
+        probs = torch.softmax(logits, dim=-1).numpy().astype(np.float32)
+        predictions = probs.argmax(axis=-1)
+    if not return_states:
+        return predictions, probs
+    return predictions, probs, torch.cat(layers, dim=1)[:, restore].numpy().astype(np.float16)

@@ -129,7 +129,7 @@ def test_validation():
 def test_subsample_insensitivity_and_measure_agreement():
     preds, probs = _random_runs(4, n=8, m=400)
     labels = np.random.default_rng(4).integers(0, 3, 400)
-    res = ag.subsample_insensitivity(preds, probs, fractions=(0.1, 0.5), draws=5, rng=0, labels=labels)
+    res = ag.subsample_insensitivity(preds, probs, fractions=(0.1, 0.5), n_subsamples=5, rng=0, labels=labels)
     assert set(res["fractions"]) == {0.1, 0.5}
     for meas in ("pd", "jsd", "one_minus_fleiss_kappa", "consistency_all", "sd"):
         full = res["full"][meas]
@@ -140,7 +140,7 @@ def test_subsample_insensitivity_and_measure_agreement():
             assert abs(half["mean"] - full) < 0.05
     assert res["fractions"][0.1]["pd"]["sd"] > res["fractions"][0.5]["pd"]["sd"]
     # reproducible
-    again = ag.subsample_insensitivity(preds, probs, fractions=(0.1, 0.5), draws=5, rng=0, labels=labels)
+    again = ag.subsample_insensitivity(preds, probs, fractions=(0.1, 0.5), n_subsamples=5, rng=0, labels=labels)
     assert again["fractions"][0.1]["pd"]["values"] == res["fractions"][0.1]["pd"]["values"]
 
     layers = np.arange(12, dtype=float)

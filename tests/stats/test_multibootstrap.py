@@ -1,8 +1,5 @@
 """Multi-Bootstrap: equal to the loop reference, calibrated on simulations with a known truth."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 from scipy.stats import kstest
@@ -10,10 +7,7 @@ from scipy.stats import kstest
 from seedlab.stats.multibootstrap import multibootstrap
 from seedlab.stats.simulate import population_accuracy, simulate_experiment
 
-_REF = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "loop_reference.py"
-_spec = importlib.util.spec_from_file_location("loop_reference", _REF)
-loop_reference = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(loop_reference)
+import loop_reference  # tests/stats/loop_reference.py, beside this file (pytest puts this folder on sys.path)
 
 
 def _arms(seed, m=200, n_classes=2):
@@ -38,13 +32,13 @@ def test_equal_to_loop_reference(score, paired):
     fn = (lambda a, b: float(np.mean(a == b))) if score == "callable" else score
     for rs, rx in [(True, True), (True, False), (False, True)]:
         # a small max_chunk_elements forces several chunks: the stream must not depend on chunking
-        v = multibootstrap(y, pb, sb, pi, si, score=fn, n_boot=30, paired=paired, resample_seeds=rs,
-                           resample_examples=rx, rng_seed=4, max_chunk_elements=7 * 200)
-        ref = loop_reference.multibootstrap_loop(y, pb, sb, pi, si, score=fn, n_boot=30, paired=paired,
-                                                 resample_seeds=rs, resample_examples=rx, rng_seed=4)
+        v = multibootstrap(y, pb, sb, pi, si, score=fn, n_bootstrap=30, paired=paired, resample_seeds=rs,
+                           resample_examples=rx, rng=4, max_chunk_elements=7 * 200)
+        ref = loop_reference.multibootstrap_loop(y, pb, sb, pi, si, score=fn, n_bootstrap=30, paired=paired,
+                                                 resample_seeds=rs, resample_examples=rx, rng=4)
         assert np.allclose(v.samples, ref, rtol=0, atol=1e-12)
-    single = multibootstrap(y, pb, sb, score=fn, n_boot=20, rng_seed=2)
-    assert np.allclose(single.samples, loop_reference.multibootstrap_loop(y, pb, sb, score=fn, n_boot=20, rng_seed=2),
+    single = multibootstrap(y, pb, sb, score=fn, n_bootstrap=20, rng=2)
+    assert np.allclose(single.samples, loop_reference.multibootstrap_loop(y, pb, sb, score=fn, n_bootstrap=20, rng=2),
                        rtol=0, atol=1e-12)
 
 
@@ -57,9 +51,9 @@ def test_int32_draws_match_documented_int64_stream():
 
 def test_reproducible_and_settings():
     y, pb, sb, pi, si = _arms(2)
-    r1 = multibootstrap(y, pb, sb, pi, si, n_boot=100, rng_seed=9, threshold=0.01)
-    r2 = multibootstrap(y, pb, sb, pi, si, n_boot=100, rng_seed=9, threshold=0.01)
-    r3 = multibootstrap(y, pb, sb, pi, si, n_boot=100, rng_seed=10, threshold=0.01)
+    r1 = multibootstrap(y, pb, sb, pi, si, n_bootstrap=100, paired=True, rng=9, threshold=0.01)
+    r2 = multibootstrap(y, pb, sb, pi, si, n_bootstrap=100, paired=True, rng=9, threshold=0.01)
+    r3 = multibootstrap(y, pb, sb, pi, si, n_bootstrap=100, paired=True, rng=10, threshold=0.01)
     assert np.array_equal(r1.samples, r2.samples) and r1.as_dict() == r2.as_dict()
     assert not np.array_equal(r1.samples, r3.samples)
     # paired: only the common seeds 0, 1, 2 are used; 3 (baseline) and 4, 5 (intervention) are dropped
@@ -74,9 +68,9 @@ def test_reproducible_and_settings():
     acc = (pb == y).mean(axis=1)
     assert r1.baseline.point == pytest.approx(np.mean([acc[sb == s].mean() for s in range(3)]))
     # p-value floored at 1/B
-    big = multibootstrap(y, pb, sb, np.tile(y, (10, 1)), si, n_boot=50, rng_seed=0)
+    big = multibootstrap(y, pb, sb, np.tile(y, (10, 1)), si, n_bootstrap=50, paired=True, rng=0)
     assert big.p_value == pytest.approx(1 / 50)
-    single = multibootstrap(y, pb, sb, n_boot=50)
+    single = multibootstrap(y, pb, sb, n_bootstrap=50)
     assert single.intervention is None and single.delta is None and single.p_value is None
 
 
@@ -89,7 +83,7 @@ def test_validation():
     with pytest.raises(ValueError, match="shape"):
         multibootstrap(y[:-1], pb, sb)
     with pytest.raises(ValueError, match="share no pretraining seed"):
-        multibootstrap(y, pb, sb, pi, si + 100)
+        multibootstrap(y, pb, sb, pi, si + 100, paired=True)
     with pytest.raises(ValueError, match="at least one of"):
         multibootstrap(y, pb, sb, resample_seeds=False, resample_examples=False)
     with pytest.raises(ValueError, match="both preds_intervention and seeds_intervention"):
@@ -104,6 +98,8 @@ def test_validation():
 
 ABILITY = {"null": (0.3, 0.3), "effect": (0.3, 0.5)}
 SD = dict(difficulty=1.0, pretrain=0.4, finetune=0.5)
+POPULATION = dict(difficulty_mean=0.0, difficulty_sd=SD["difficulty"], pretrain_sd=SD["pretrain"],
+                  finetune_sd=SD["finetune"])
 
 
 def _simulated_arms(seed, ability, m=150, P=10, F=2, pretrain_shared=0.2):
@@ -122,12 +118,12 @@ def _simulated_arms(seed, ability, m=150, P=10, F=2, pretrain_shared=0.2):
 def calibration():
     out = {}
     for case, ab in ABILITY.items():
-        pop = population_accuracy(np.array(ab), 0.0, SD["difficulty"], SD["pretrain"], SD["finetune"])
+        pop = population_accuracy(np.array(ab), **POPULATION)
         true_delta = float(pop[1] - pop[0])
         cover, cover_base, pvals = [], [], []
         for sim in range(300):
             y, pb, sb, pi, si = _simulated_arms(1000 * (case == "effect") + sim, ab)
-            r = multibootstrap(y, pb, sb, pi, si, n_boot=200, rng_seed=sim)
+            r = multibootstrap(y, pb, sb, pi, si, n_bootstrap=200, paired=True, rng=sim)
             cover.append(r.delta.ci_low <= true_delta <= r.delta.ci_high)
             cover_base.append(r.baseline.ci_low <= pop[0] <= r.baseline.ci_high)
             pvals.append(r.p_value)
@@ -155,7 +151,8 @@ def test_single_source_switches_give_narrower_cis():
     for sim in range(5):
         y, pb, sb, pi, si = _simulated_arms(500 + sim, ABILITY["effect"])
         for key, rs, rx in (("both", True, True), ("seeds", True, False), ("examples", False, True)):
-            r = multibootstrap(y, pb, sb, pi, si, n_boot=300, rng_seed=sim, resample_seeds=rs, resample_examples=rx)
+            r = multibootstrap(y, pb, sb, pi, si, n_bootstrap=300, paired=True, rng=sim, resample_seeds=rs,
+                               resample_examples=rx)
             widths[key].append(r.delta.ci_high - r.delta.ci_low)
     w = {k: np.array(v) for k, v in widths.items()}
     assert np.all(w["seeds"] < w["both"]) and np.all(w["examples"] < w["both"])
@@ -165,10 +162,10 @@ def test_conservative_when_noise_is_instance_specific():
     """Without any seed main effect the seed x instance interaction dominates the variance of delta, and the
     two-way resampling counts it more than once (McCullagh 2000): the Multi-Bootstrap is then conservative.
     Documented here so the behaviour is known, not a target."""
-    pop = population_accuracy(np.array(ABILITY["null"]), 0.0, SD["difficulty"], SD["pretrain"], SD["finetune"])
+    pop = population_accuracy(np.array(ABILITY["null"]), **POPULATION)
     cover = []
     for sim in range(100):
         y, pb, sb, pi, si = _simulated_arms(3000 + sim, ABILITY["null"], pretrain_shared=0.0)
-        r = multibootstrap(y, pb, sb, pi, si, n_boot=200, rng_seed=sim)
+        r = multibootstrap(y, pb, sb, pi, si, n_bootstrap=200, paired=True, rng=sim)
         cover.append(r.delta.ci_low <= pop[1] - pop[0] <= r.delta.ci_high)
     assert np.mean(cover) >= 0.98

@@ -96,17 +96,18 @@ def test_pairwise_layer_distances():
     noise = np.array([0.0, 0.3, 1.0])  # instability rising with depth
     reps = base[None] + noise[None, :, None, None] * rng.normal(size=(n, L, m, d))
     for name, fn in (("cka", rep.cka_distance), ("procrustes", rep.procrustes_distance), ("svcca", rep.svcca_distance)):
-        out = rep.pairwise_layer_distances(reps, name)
+        out = rep.pairwise_layer_distances(reps, measure=name)
         assert out.shape == (L,)
         manual = [np.mean([fn(reps[i, layer], reps[j, layer]) for i in range(n) for j in range(i + 1, n)])
                   for layer in range(L)]
         assert np.allclose(out, manual, atol=1e-10)
         assert out[0] < 1e-6 and out[0] < out[1] < out[2]
-    assert np.allclose(rep.pairwise_layer_distances(reps, rep.cka_distance), rep.pairwise_layer_distances(reps, "cka"))
+    assert np.allclose(rep.pairwise_layer_distances(reps, measure=rep.cka_distance),
+                       rep.pairwise_layer_distances(reps, measure="cka"))
     with pytest.raises(ValueError, match="unknown measure"):
-        rep.pairwise_layer_distances(reps, "rsa")
+        rep.pairwise_layer_distances(reps, measure="rsa")
     with pytest.raises(ValueError, match="at least 2 runs"):
-        rep.pairwise_layer_distances(reps[:1], "cka")
+        rep.pairwise_layer_distances(reps[:1], measure="cka")
 
 
 def test_validation():

@@ -29,9 +29,9 @@ def test_table_is_consistent():
 
 def test_accuracy_matches_truth_on_average():
     rng = np.random.default_rng(1)
-    truth = make_truth(["a"], rng.normal(0, 1, 50), [0.2], pretrain_sd=0.6, finetune_sd=0.4, pretrain_shared=0.5,
+    truth = make_truth(["a"], rng.normal(0, 1, 50), ability=[0.2], pretrain_sd=0.6, finetune_sd=0.4, pretrain_shared=0.5,
                        finetune_shared=0.3)
-    C = sample_correctness(truth, 4, 3, rng=rng, n_experiments=2000)[:, 0]  # (R, P, F, m)
+    C = sample_correctness(truth, P=4, F=3, rng=rng, n_experiments=2000)[:, 0]  # (R, P, F, m)
     acc = C.mean(axis=(0, 1, 2))
     assert np.all(np.abs(acc - truth.acc[0]) < 5 * np.sqrt(0.25 / (2000 * 12)) * 3)  # runs within seeds correlate
     # a seed main effect: the accuracy of whole seeds varies more than with instance-specific effects only
@@ -44,8 +44,8 @@ def test_population_accuracy():
     d = rng.normal(0.3, 1.2, 200_000)
     from scipy.special import ndtr
 
-    assert population_accuracy(0.5, 0.3, 1.2, 0.4, 0.6) == pytest.approx(
-        np.mean(ndtr((0.5 - d) / np.sqrt(0.4**2 + 0.6**2))), abs=3e-3)
+    got = population_accuracy(0.5, difficulty_mean=0.3, difficulty_sd=1.2, pretrain_sd=0.4, finetune_sd=0.6)
+    assert got == pytest.approx(np.mean(ndtr((0.5 - d) / np.sqrt(0.4**2 + 0.6**2))), abs=3e-3)
 
 
 def test_validation():

@@ -33,7 +33,7 @@ def test_crossed_raw_estimates_unbiased_naive_biased():
     H, P, F = 4, 5, 3
     truth = dict(zip(va.COMPONENTS, (1.0, 0.5, 0.25, 2.0)))
     Y = _crossed(rng, H, P, F, list(truth.values()))
-    est = va.anova_components(Y, "crossed")
+    est = va.anova_components(Y, design="crossed")
     for comp, t in truth.items():
         assert _within_mc_error(est["raw"][comp], t), (comp, est["raw"][comp].mean(), t)
     # naive "variance of group means": E = s2_config + s2_ab / P + s2_e / (P F), biased upward
@@ -53,12 +53,12 @@ def test_nested_raw_estimates_unbiased_and_crossed_formula_wrong_there():
     H, P, F = 3, 4, 3
     s2 = (0.6, 0.9, 1.5)
     Y = _nested(rng, H, P, F, s2)
-    est = va.anova_components(Y, "nested")
+    est = va.anova_components(Y, design="nested")
     for comp, t in zip(("config", "pretrain_seed", "finetune_seed"), s2):
         assert _within_mc_error(est["raw"][comp], t), (comp, est["raw"][comp].mean(), t)
     assert "config_x_pretrain" not in est["raw"]
     # analysing nested data as if crossed attributes the per-config checkpoints to the interaction
-    wrong = va.anova_components(Y, "crossed")
+    wrong = va.anova_components(Y, design="crossed")
     assert not _within_mc_error(wrong["raw"]["config_x_pretrain"], 0.0)
     assert _within_mc_error(wrong["raw"]["pretrain_seed"], 0.0)
 
@@ -67,7 +67,7 @@ def test_one_way_and_truncation_bias():
     rng = np.random.default_rng(2)
     H, F = 5, 4
     Y = 0.7 + 1.2 * rng.standard_normal((R, H, 1, F))  # no config effect at all
-    est = va.anova_components(Y, "one_way")
+    est = va.anova_components(Y, design="one_way")
     assert _within_mc_error(est["raw"]["config"], 0.0)
     assert _within_mc_error(est["raw"]["finetune_seed"], 1.44)
     truncated = np.maximum(est["raw"]["config"], 0.0)
@@ -89,7 +89,7 @@ def test_long_format_matches_array_and_detects_design():
     vals, cfg, ps, fs = _long(Y)
     perm = rng.permutation(vals.shape[0])
     vc = va.variance_components(vals[perm], cfg[perm], ps[perm], fs[perm])
-    ref = va.anova_components(Y, "crossed")
+    ref = va.anova_components(Y, design="crossed")
     assert vc.design == "crossed" and (vc.H, vc.P, vc.F) == (3, 4, 3) and not vc.dropped
     for comp in va.COMPONENTS:
         assert vc.components_raw[comp] == pytest.approx(float(ref["raw"][comp]), rel=1e-12)
@@ -117,7 +117,7 @@ def test_balancing_rule_reports_dropped_runs():
     # cell (cfg1, p=2) keeps f = 10, 12, 13; the others keep their 3 smallest: 10, 11, 12
     Yb = Y[:, 1:, :3].copy()
     Yb[1, 1] = Y[1, 2, [0, 2, 3]]
-    ref = va.anova_components(Yb, "crossed")["raw"]
+    ref = va.anova_components(Yb, design="crossed")["raw"]
     for comp in va.COMPONENTS:
         assert vc.components_raw[comp] == pytest.approx(float(ref[comp]), rel=1e-12)
     assert vc.n_runs == 3 * 2 * 3
@@ -146,9 +146,9 @@ def test_validation():
     with pytest.raises(ValueError, match="at least 2 configs"):
         va.anova_components(np.zeros((1, 3, 3)))
     with pytest.raises(ValueError, match="one_way"):
-        va.anova_components(np.zeros((2, 1, 3)), "crossed")
+        va.anova_components(np.zeros((2, 1, 3)), design="crossed")
     with pytest.raises(ValueError, match="design must be"):
-        va.anova_components(np.zeros((2, 2, 3)), "bogus")
+        va.anova_components(np.zeros((2, 2, 3)), design="bogus")
     with pytest.raises(ValueError, match=">= 2 hyperparameter configs"):
         va.variance_components([1.0, 2.0], ["a", "a"], [0, 0], [0, 1])
     with pytest.raises(ValueError, match="duplicate run"):

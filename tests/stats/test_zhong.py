@@ -47,8 +47,8 @@ def test_exact_components_match_monte_carlo():
 def decomposition_runs():
     rng = np.random.default_rng(11)
     m, P, F, R = 60, 4, 3, 400
-    truth = make_truth(["base"], rng.normal(0.0, 1.0, m), [0.3], pretrain_sd=0.5, finetune_sd=0.9)
-    C = sample_correctness(truth, P, F, rng=rng, n_experiments=R)[:, 0].astype(float)  # (R, P, F, m)
+    truth = make_truth(["base"], rng.normal(0.0, 1.0, m), ability=[0.3], pretrain_sd=0.5, finetune_sd=0.9)
+    C = sample_correctness(truth, P=P, F=F, rng=rng, n_experiments=R)[:, 0].astype(float)  # (R, P, F, m)
     per = {k: np.empty((R, m)) for k in ("pretrain_var", "finetune_var", "bias2")}
     naive = {k: np.empty((R, m)) for k in ("pretrain_var", "finetune_var", "bias2")}
     for r in range(R):
@@ -101,11 +101,11 @@ def test_decay_lower_bound_is_a_lower_bound():
     m, P, F, R = 400, 6, 3, 60
     dec = np.zeros(m, dtype=bool)
     dec[rng.choice(m, 40, replace=False)] = True
-    truth = make_truth(["mini", "large"], rng.normal(0, 1, m), [0.0, 0.6], pretrain_sd=0.4, finetune_sd=0.6,
+    truth = make_truth(["mini", "large"], rng.normal(0, 1, m), ability=[0.0, 0.6], pretrain_sd=0.4, finetune_sd=0.6,
                        decaying=dec, decay_margin=1.5)
     true_decay = truth.decay_fraction[("mini", "large")]
     assert true_decay == pytest.approx(0.1)
-    C = sample_correctness(truth, P, F, rng=rng, n_experiments=R).astype(float)
+    C = sample_correctness(truth, P=P, F=F, rng=rng, n_experiments=R).astype(float)
     est, raw, bias, bh = [], [], [], []
     for r in range(R):
         res = zhong.decay_lower_bound(C[r, 0], C[r, 1], n_bootstrap=100, rng=r)
@@ -127,10 +127,10 @@ def test_decay_lower_bound_tight_when_noise_small():
     dec = np.zeros(m, dtype=bool)
     dec[rng.choice(m, 50, replace=False)] = True
     # constant difficulty: decaying instances go from mu=+0.5 (mini) to mu=-0.5 (large); others improve
-    truth = make_truth(["mini", "large"], np.full(m, -0.5), [0.0, 1.0], pretrain_sd=0.05, finetune_sd=0.05,
+    truth = make_truth(["mini", "large"], np.full(m, -0.5), ability=[0.0, 1.0], pretrain_sd=0.05, finetune_sd=0.05,
                        decaying=dec, decay_margin=1.0)
     assert truth.decay_fraction[("mini", "large")] == pytest.approx(0.1)
-    C = sample_correctness(truth, 4, 2, rng=rng).astype(float)
+    C = sample_correctness(truth, P=4, F=2, rng=rng).astype(float)
     res = zhong.decay_lower_bound(C[0], C[1], n_bootstrap=200, rng=0)
     assert res.max_difference == pytest.approx(0.1)
     assert abs(res.lower_bound - 0.1) < 0.01
@@ -200,10 +200,10 @@ def _naive_momentum(c1, c2, c3, width=0.1):
 def test_momentum_split_removes_regression_to_the_mean():
     rng = np.random.default_rng(12)
     m = 600
-    truth = make_truth(["s1", "s2", "s3"], rng.normal(0, 1, m), [0.0, 0.3, 0.6], pretrain_sd=0.5, finetune_sd=0.8)
+    truth = make_truth(["s1", "s2", "s3"], rng.normal(0, 1, m), ability=[0.0, 0.3, 0.6], pretrain_sd=0.5, finetune_sd=0.8)
     res, naive = [], []
     for r in range(8):
-        C = sample_correctness(truth, 6, 3, rng=rng).astype(float)
+        C = sample_correctness(truth, P=6, F=3, rng=rng).astype(float)
         out = zhong.momentum(C[0], C[1], C[2])
         res.append(out["weighted_pearson"])
         naive.append(_naive_momentum(C[0], C[1], C[2]))
@@ -257,3 +257,11 @@ def test_errors_on_too_few_seeds():
         zhong.instance_accuracy(c[0])
     with pytest.raises(ValueError, match="0 or 1"):
         zhong.fisher_bh_decay(c * 0.5, c)
+
+
+def test_finetune_share():
+    assert zhong.finetune_share(0.01, 0.03) == pytest.approx(0.75)
+    assert zhong.finetune_share(0.0, 0.02) == 1.0 and zhong.finetune_share(0.02, 0.0) == 0.0
+    # an unbiased PretVar estimate can be negative: a share of it means nothing
+    assert zhong.finetune_share(-0.001, 0.02) is None
+    assert zhong.finetune_share(0.0, 0.0) is None and zhong.finetune_share(None, 0.1) is None

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from seedlab.stats import methods as mt
+from seedlab.stats import method_comparison as mt
 from seedlab.stats.agreement import instability_measures
 from seedlab.stats.design import RunTable
 
@@ -51,7 +51,7 @@ def _table(seed=0, m=300, spec=SPEC, n_classes=2):
 @pytest.fixture(scope="module")
 def comparison():
     table, truth = _table()
-    return table, truth, mt.compare_methods(table, n_boot=500, rng_seed=1)
+    return table, truth, mt.compare_methods(table, n_bootstrap=500, rng=1)
 
 
 def test_equal_seed_counts_and_point_values(comparison):
@@ -113,8 +113,8 @@ def test_unit_weights_reproduce_point_values():
 def test_bootstrap_not_biased_by_self_pairs_naive_is():
     """Mean of the bootstrap distribution of PD (and JSD, SD^2) vs the point value, k = 6 runs."""
     table, _ = _table(seed=3, m=200, spec={"a": (0.75, 6), "b": (0.9, 6)})
-    good = mt.compare_methods(table, n_boot=4000, rng_seed=0)
-    naive = mt.compare_methods(table, n_boot=4000, rng_seed=0, bootstrap="with_self_pairs")
+    good = mt.compare_methods(table, n_bootstrap=4000, rng=0)
+    naive = mt.compare_methods(table, n_bootstrap=4000, rng=0, bootstrap="with_self_pairs")
     k = 6
     for me in ("a", "b"):
         for ms in ("pd", "jsd"):
@@ -152,11 +152,11 @@ def test_bootstrap_interval_covers_true_pd_naive_does_not():
 
 def test_reproducible_and_two_methods_note():
     table, _ = _table(seed=4, m=50, spec={"a": (0.7, 4), "b": (0.8, 5)})
-    r1 = mt.compare_methods(table, n_boot=200, rng_seed=7)
-    r2 = mt.compare_methods(table, n_boot=200, rng_seed=7)
+    r1 = mt.compare_methods(table, n_bootstrap=200, rng=7)
+    r2 = mt.compare_methods(table, n_bootstrap=200, rng=7)
     assert r1.intervals == r2.intervals and r1.share_first == r2.share_first
     assert any("two methods" in n for n in r1.notes)
-    no_boot = mt.compare_methods(table, n_boot=0)
+    no_boot = mt.compare_methods(table, n_bootstrap=0)
     assert no_boot.intervals == {} and no_boot.share_first == {}
 
 
@@ -164,16 +164,16 @@ def test_validation():
     table, _ = _table(seed=5, m=30, spec={"a": (0.7, 4), "b": (0.8, 2)})
     with pytest.raises(ValueError, match="needs >= 3 runs"):
         mt.compare_methods(table)
-    assert mt.compare_methods(table, n_boot=0).k == 2
+    assert mt.compare_methods(table, n_bootstrap=0).k == 2
     one = table.subset(method="a")
     with pytest.raises(ValueError, match="one method only"):
         mt.compare_methods(one)
     with pytest.raises(ValueError, match="unknown model"):
-        mt.compare_methods(table, model="gpt", n_boot=0)
+        mt.compare_methods(table, model="gpt", n_bootstrap=0)
     with pytest.raises(ValueError, match="bootstrap must be"):
         mt.compare_methods(table, bootstrap="naive")
     with pytest.raises(ValueError, match="unknown metric"):
-        mt.compare_methods(table, metric="bleu", n_boot=0)
+        mt.compare_methods(table, metric="bleu", n_bootstrap=0)
     reg = RunTable.from_arrays("r", np.zeros(3), ["x"] * 2, [0, 0], [0, 1], np.zeros((2, 3)), is_regression=True,
                                method=["a", "b"])
     with pytest.raises(ValueError, match="regression"):

@@ -1,5 +1,8 @@
 """Comparing instability-mitigation methods under several instability measures (Du & Nguyen 2023).
 
+The methods themselves are implemented in ``seedlab.train.mitigation``; this module only compares the runs
+they produced.
+
 Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778), section on
 re-assessing mitigation methods (METHODS.md section 2): run each method (standard fine-tuning, Mixout,
 layer-wise LR decay, re-initialising top layers, weight decay toward the pretrained weights) with several
@@ -48,8 +51,8 @@ Choices (documented, tested):
 * **Intervals**: percentile intervals (alpha/2, 1 - alpha/2) of each method's replicates, with their mean
   and SD.
 
-RNG: ``rng = np.random.default_rng(rng_seed)``; for each method in sorted order,
-``idx = rng.integers(0, k, size=(n_boot, k))``, indexing its selected runs in sorted (pretrain_seed,
+RNG: ``gen = np.random.default_rng(rng)``; for each method in sorted order,
+``idx = gen.integers(0, k, size=(n_bootstrap, k))``, indexing its selected runs in sorted (pretrain_seed,
 finetune_seed) order; nothing else is drawn.
 
 Pure numpy/scipy.
@@ -87,10 +90,31 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 def pair_summaries(preds, probs=None, values=None) -> dict[str, np.ndarray | None]:
     """Per-run-pair summaries of k runs that every instability measure is a function of.
 
-    Returns ``pd`` (k, k) mean disagreement of runs i, j over instances; ``jsd`` (k, k) mean JSD over
-    instances (None without ``probs``); ``half_sq`` (k, k) ``(x_i - x_j)^2 / 2`` of the metric values (None
-    without ``values``); ``q`` (k, C) the share of instances each run gives each label (labels coded by
-    ``np.unique``). Diagonals are 0. Cost O(k^2 m C), memory O(k m C).
+    Parameters
+    ----------
+    preds : array-like of shape (k, m)
+        Predicted labels of k >= 2 runs on m instances.
+    probs : array-like of shape (k, m, C), optional
+        Class probabilities (for the JSD).
+    values : array-like of shape (k,), optional
+        One task-metric value per run (for the SD).
+
+    Returns
+    -------
+    dict
+        ``pd`` (k, k): mean disagreement of runs i, j over instances; ``jsd`` (k, k): their mean JSD over
+        instances (None without ``probs``); ``half_sq`` (k, k): ``(x_i - x_j)^2 / 2`` of the metric values
+        (None without ``values``); ``q`` (k, C): the share of instances each run gives each label (labels
+        coded by ``np.unique``). Diagonals are 0. Cost O(k^2 m C), memory O(k m C).
+
+    Notes
+    -----
+    ``PD_ij = (1/m) sum_k [yhat_ik != yhat_jk]``; ``JSD_ij = (1/m) sum_k [H((p_ik + p_jk)/2) - (H(p_ik) +
+    H(p_jk))/2]`` (natural log); the weighted measures of ``weighted_measures`` are means of these over pairs.
+
+    References
+    ----------
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778).
     """
     preds = np.asarray(preds)
     if preds.ndim != 2 or preds.shape[0] < 2 or preds.shape[1] < 1:
@@ -124,12 +148,41 @@ def pair_summaries(preds, probs=None, values=None) -> dict[str, np.ndarray | Non
     return {"pd": pd, "jsd": jsd, "half_sq": half_sq, "q": q}
 
 
-def weighted_measures(summ: dict, w, ddof: int = 0, exclude_self_pairs: bool = True) -> dict[str, np.ndarray]:
-    """Instability measures of resampled runs given as draw counts ``w`` (B, k) (or (k,)), from ``pair_summaries``.
+def weighted_measures(summ: dict, w, *, ddof: int = 0, exclude_self_pairs: bool = True) -> dict[str, np.ndarray]:
+    """Instability measures of resampled runs given as draw counts, from their pair summaries.
 
-    ``exclude_self_pairs=True``: means over pairs of distinct runs, weighted by w_i w_j (module docstring);
-    ``False``: the naive measures of the k resampled copies, self-pairs included. With all w_i = 1 both
-    reproduce the point values. Undefined replicates (one distinct run, self-pairs excluded) are NaN.
+    Parameters
+    ----------
+    summ : dict
+        The output of ``pair_summaries`` for k runs.
+    w : array-like of shape (B, k) or (k,)
+        How often each run was drawn in each replicate.
+    ddof : {0, 1}, default=0
+        Of the SD.
+    exclude_self_pairs : bool, default=True
+        True: means over pairs of distinct runs, weighted by w_i w_j (unbiased for the point value);
+        False: the naive measures of the k resampled copies, self-pairs included (biased down).
+
+    Returns
+    -------
+    dict of ndarray of shape (B,)
+        ``pd``, ``jsd`` (when ``summ`` has it), ``sd`` (when ``summ`` has values) and
+        ``one_minus_fleiss_kappa``. Undefined replicates (one distinct run, self-pairs excluded) are NaN.
+
+    Notes
+    -----
+    With ``D = sum_{i != j} w_i w_j = k^2 - sum_i w_i^2``::
+
+        PD*   = sum_{i != j} w_i w_j PD_ij / D          (JSD* likewise)
+        SD*^2 = (k - 1) / (k - ddof) * sum_{i != j} w_i w_j (x_i - x_j)^2 / 2 / D
+        kappa* = (Pbar* - P_e*) / (1 - P_e*),  Pbar* = 1 - PD*,  P_e* = sum_c (sum_i w_i q_ic / k)^2
+
+    With all w_i = 1 each formula gives the point value exactly.
+
+    References
+    ----------
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778); Fleiss,
+    "Measuring nominal scale agreement among many raters", Psychological Bulletin 76(5), 1971.
     """
     w = np.atleast_2d(np.asarray(w, dtype=np.float64))
     k = summ["pd"].shape[0]
@@ -184,7 +237,10 @@ class MethodComparison:
         intervals: {method: {measure: {point, mean, sd, ci_low, ci_high}}} from the bootstrap.
         share_first: {measure: {method: share of replicates ranking it first}}.
         n_undefined: {method: replicates left out as undefined}.
-        n_boot, bootstrap, alpha, rng_seed, ddof: settings; samples: {method: {measure: (n_boot,) array}}.
+        n_bootstrap, bootstrap, alpha, ddof: settings; rng_seed: the int seed given (None for a Generator);
+        samples: {method: {measure: (n_bootstrap,) array}}.
+
+    ``as_dict`` writes ``n_bootstrap`` as ``bootstrap.n_boot`` (the analysis result schema's key).
     """
 
     model: str
@@ -201,7 +257,7 @@ class MethodComparison:
     intervals: dict
     share_first: dict
     n_undefined: dict
-    n_boot: int
+    n_bootstrap: int
     bootstrap: str
     alpha: float
     rng_seed: int | None
@@ -226,7 +282,7 @@ class MethodComparison:
             "ranking_agreement": self.ranking_agreement,
             "bootstrap": {
                 "scheme": self.bootstrap,
-                "n_boot": self.n_boot,
+                "n_boot": self.n_bootstrap,
                 "alpha": self.alpha,
                 "rng_seed": self.rng_seed,
                 "intervals": self.intervals,
@@ -254,27 +310,52 @@ def _share_first(vals: np.ndarray) -> np.ndarray:
 
 def compare_methods(
     table: RunTable,
+    *,
     model: str | None = None,
     metric: str | Callable = "accuracy",
-    n_boot: int = 1000,
-    rng_seed: int | None = 0,
+    n_bootstrap: int = 1000,
+    rng: int | np.random.Generator | None = 0,
     alpha: float = 0.05,
     bootstrap: str = "exclude_self_pairs",
     ddof: int = 0,
 ) -> MethodComparison:
     """Instability of each mitigation method (``table.method``) under SD, PD, JSD and 1 - Fleiss' kappa.
 
-    Args:
-        table: runs of one classification task; ``table.method`` names each run's method (>= 2 methods).
-        model: the model whose methods are compared (may be omitted when the table has one model).
-        metric: task-metric name from ``seedlab.stats.metrics`` (for the SD) or a callable ``f(labels, preds) -> float``.
-        n_boot: bootstrap replicates (0 for none; then intervals and share_first are empty).
-        rng_seed: seed of ``np.random.default_rng`` (RNG order: module docstring).
-        alpha: percentile intervals at level 1 - alpha.
-        bootstrap: ``"exclude_self_pairs"`` (default) or ``"with_self_pairs"`` (the naive, biased scheme).
-        ddof: of the SD (0, the authors' population SD, or 1).
+    Parameters
+    ----------
+    table : RunTable
+        Runs of one classification task; ``table.method`` names each run's method (>= 2 methods).
+    model : str, optional
+        The model whose methods are compared (may be omitted when the table has one model).
+    metric : str or callable, default="accuracy"
+        Task-metric name from ``seedlab.stats.metrics`` (for the SD) or a callable ``f(labels, preds) -> float``.
+    n_bootstrap : int, default=1000
+        Bootstrap replicates (0 for none; then intervals and share_first are empty).
+    rng : int, numpy.random.Generator or None, default=0
+        Seed of ``np.random.default_rng``, or a Generator (order of draws: module docstring).
+    alpha : float, default=0.05
+        Percentile intervals at level 1 - alpha.
+    bootstrap : {"exclude_self_pairs", "with_self_pairs"}, default="exclude_self_pairs"
+        The resampling scheme; ``"with_self_pairs"`` is the naive, biased one (``BOOTSTRAP_SCHEMES``).
+    ddof : {0, 1}, default=0
+        Of the SD (0, the authors' population SD).
 
-    Returns a ``MethodComparison``; choices and formulas are in the module docstring.
+    Returns
+    -------
+    MethodComparison
+        Point values on k equal seed counts, ranks, Kendall's tau between measures, bootstrap intervals.
+
+    Notes
+    -----
+    Every method keeps its first k = min_method(runs) runs by (pretrain_seed, finetune_seed). Point values
+    are ``agreement.instability_measures`` on those runs; ranks are ``scipy.stats.rankdata(method="average")``
+    (1 = most stable); each replicate draws k of a method's k runs with replacement and evaluates the
+    measures of ``weighted_measures`` (formulas there and in the module docstring).
+
+    References
+    ----------
+    Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778): re-assessing
+    mitigation methods; Kendall, "A new measure of rank correlation", Biometrika 30, 1938.
     """
     if not isinstance(table, RunTable):
         raise ValueError(f"table must be a RunTable, got {type(table).__name__}")
@@ -282,8 +363,8 @@ def compare_methods(
         raise ValueError(f"task {table.task!r} is regression; PD and Fleiss' kappa need class predictions")
     if bootstrap not in BOOTSTRAP_SCHEMES:
         raise ValueError(f"bootstrap must be one of {BOOTSTRAP_SCHEMES}, got {bootstrap!r}")
-    if int(n_boot) != n_boot or n_boot < 0:
-        raise ValueError(f"n_boot must be a non-negative integer, got {n_boot}")
+    if int(n_bootstrap) != n_bootstrap or n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap}")
     if not (0.0 < alpha < 1.0):
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     if ddof not in (0, 1):
@@ -308,8 +389,8 @@ def compare_methods(
     k = min(n_avail.values())
     if k < 2:
         raise ValueError(f"every method needs >= 2 runs; the smallest has {k} ({n_avail})")
-    if n_boot > 0 and k < 3:
-        raise ValueError(f"the bootstrap needs >= 3 runs per method, got k={k}; pass n_boot=0")
+    if n_bootstrap > 0 and k < 3:
+        raise ValueError(f"the bootstrap needs >= 3 runs per method, got k={k}; pass n_bootstrap=0")
 
     def run_list(ix):
         return [{"run_id": str(sub.run_ids[i]), "pretrain_seed": int(sub.pretrain_seed[i]),
@@ -328,7 +409,7 @@ def compare_methods(
         metric_name, mv = _metric_values(metric, sub.labels, preds)
         im = instability_measures(preds, probs, mv, ddof=ddof)
         values[me] = {ms: float(im[ms]) for ms in measures}
-        if n_boot > 0:
+        if n_bootstrap > 0:
             summaries[me] = pair_summaries(preds, probs, mv)
 
     ranks = {ms: dict(zip(methods, rankdata([values[me][ms] for me in methods], method="average").tolist()))
@@ -350,12 +431,12 @@ def compare_methods(
                      f"dropped {sum(len(v) for v in dropped.values())} run(s)")
 
     intervals, share_first, n_undef, samples = {}, {}, {}, {}
-    if n_boot > 0:
-        gen = np.random.default_rng(rng_seed)
+    if n_bootstrap > 0:
+        gen = np.random.default_rng(rng)
         for me in methods:
-            idx = gen.integers(0, k, size=(int(n_boot), k))
-            w = np.zeros((int(n_boot), k))
-            np.add.at(w, (np.arange(int(n_boot))[:, None], idx), 1.0)
+            idx = gen.integers(0, k, size=(int(n_bootstrap), k))
+            w = np.zeros((int(n_bootstrap), k))
+            np.add.at(w, (np.arange(int(n_bootstrap))[:, None], idx), 1.0)
             rep = weighted_measures(summaries[me], w, ddof=ddof, exclude_self_pairs=bootstrap == "exclude_self_pairs")
             samples[me] = {ms: rep[ms] for ms in measures}
             ok = ~np.isnan(rep["pd"])
@@ -378,6 +459,7 @@ def compare_methods(
         model=str(model), metric=str(metric_name), methods=methods, measures=measures, k=int(k),
         n_available=n_avail, selected=selected, dropped=dropped, values=values, ranks=ranks,
         ranking_agreement=agreement, intervals=intervals, share_first=share_first, n_undefined=n_undef,
-        n_boot=int(n_boot), bootstrap=bootstrap, alpha=float(alpha), rng_seed=rng_seed, ddof=int(ddof),
+        n_bootstrap=int(n_bootstrap), bootstrap=bootstrap, alpha=float(alpha),
+        rng_seed=None if rng is None or isinstance(rng, np.random.Generator) else rng, ddof=int(ddof),
         samples=samples, notes=tuple(notes),
     )

@@ -1,0 +1,58 @@
+"""The Ray pieces every stage shares: joining or starting the runtime, and quiet workers.
+
+A sweep's terminal shows its stages, one live progress line each, and the result. So on a local runtime (the
+one machine case) worker output stays in Ray's log files instead of interleaving with the progress lines:
+per-trial progress bars, transformers' load reports, and the traceback Ray's SIGTERM handler prints when it
+ends an idle worker. Where those files are is printed once. On a cluster (`ray job submit`), Ray's defaults
+stand: worker output goes to the job's log, where `ray job logs` shows it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# In the driver and every worker: no progress bars (MLflow's artifact transfers, transformers' weight loading and
+# shard writing, the hub's downloads). They are per trial, and many trials run at once.
+QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+             "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
+             # Tune's legacy reporter honours verbose=0 (the new one prints a configuration table regardless)
+             "RAY_AIR_NEW_OUTPUT": "0"}
+
+
+def quiet_process() -> None:
+    """Set QUIET_ENV in this process (values a user set stay), before the libraries read them."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+
+
+def init_ray(out=sys.stdout) -> None:
+    """Join the cluster that RAY_ADDRESS names (`ray job submit` sets it), or start a local runtime."""
+    import ray
+
+    quiet_process()
+    if ray.is_initialized():
+        return
+    # An http:// RAY_ADDRESS is the jobs API of a running cluster (cluster/local/env.sh): join it.
+    address = os.environ.get("RAY_ADDRESS") or None
+    if address and address.startswith("http"):
+        address = "auto"
+    if address is None:  # the local workers inherit this process's environment, QUIET_ENV included
+        ray.init(logging_level="WARNING", include_dashboard=False, log_to_driver=False)
+        print(f"[ray] local runtime started; worker logs in {_session_logs()}", file=out, flush=True)
+    else:
+        ray.init(address=address, logging_level="WARNING")
+
+
+def _session_logs() -> str:
+    """The local session's log folder (Ray has no public API for it; its documented default is the fallback)."""
+    try:
+        return os.path.join(ray_node().get_session_dir_path(), "logs")
+    except Exception:  # noqa: BLE001 - a private attribute moved: say where Ray's docs say the logs are
+        return "/tmp/ray/session_latest/logs"
+
+
+def ray_node():
+    import ray
+
+    return ray._private.worker._global_node
