@@ -180,7 +180,7 @@ def retry_terminate(store, run_id: str) -> None:
 
 @pytest.fixture(scope="session")
 def analysed_store(tmp_path_factory) -> AnalysedStore:
-    from seedlab.analysis.analyze import AnalysisOptions, _jsonable, analyze, analyze_table
+    from seedlab.analysis.analyze import AnalysisOptions, analyze, analyze_table, jsonable
     from seedlab.analysis.loader import load_experiment
     from seedlab.analysis.publish import publish_analysis
     from seedlab.store.importer import import_predictions
@@ -200,7 +200,7 @@ def analysed_store(tmp_path_factory) -> AnalysedStore:
     loaded = load_experiment(EXPERIMENT, uri)
     result = analyze(loaded, AnalysisOptions(n_bootstrap=200, decay_bootstrap=50, seed=0))
     # the sst2 section with a Multi-Bootstrap comparison (--compare applies to one task's models)
-    result["tasks"]["sst2"] = _jsonable(analyze_table(
+    result["tasks"]["sst2"] = jsonable(analyze_table(
         "sst2", loaded.tables["sst2"], AnalysisOptions(compare=("tiny", "small"), n_bootstrap=200, decay_bootstrap=50)))
     for task, table in loaded.tables.items():  # until seedlab analyze writes agreement_matrix itself
         for model, m in result["tasks"][task]["models"].items():
