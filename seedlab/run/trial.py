@@ -29,7 +29,8 @@ DATA_DEFAULTS = {"max_train": None, "max_eval": None, "data_seed": 0, "holdout":
 
 def resolve_cell(cell: dict) -> dict:
     """The canonical form of a cell: every seed resolved, every hyperparameter and data setting explicit."""
-    seeds = trial_seeds(cell["finetune_seed"], cell.get("init_seed"), cell.get("order_seed"), cell.get("dropout_seed"))
+    seeds = trial_seeds(cell["finetune_seed"], pretrain_seed=cell["pretrain_seed"], init_seed=cell.get("init_seed"),
+                        order_seed=cell.get("order_seed"), dropout_seed=cell.get("dropout_seed"))
     method = cell.get("method", "standard")
     validate_method(method)
     return {
