@@ -21,9 +21,13 @@ QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "HF_HUB_DISABLE_PR
 
 
 def quiet_process() -> None:
-    """Set QUIET_ENV in this process (values a user set stay), before the libraries read them."""
+    """Set QUIET_ENV in this process (values a user set stay), before the libraries read them; MLflow's
+    notes on creating a new store's tables are INFO lines a sweep's user need not read."""
+    import logging
+
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 
 def init_ray(out=sys.stdout) -> None:
@@ -38,6 +42,9 @@ def init_ray(out=sys.stdout) -> None:
     if address and address.startswith("http"):
         address = "auto"
     if address is None:  # the local workers inherit this process's environment, QUIET_ENV included
+        # Token auth stays on (Ray's default for a local runtime, a token made on first use); saying so
+        # explicitly is what keeps Ray from printing a warning about its default at every start.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(logging_level="WARNING", include_dashboard=False, log_to_driver=False)
         print(f"[ray] local runtime started; worker logs in {_session_logs()}", file=out, flush=True)
     else:
