@@ -30,7 +30,7 @@ demo: $(STAMP)
 	@echo "Browse the runs:  $(BIN)/seedlab ui    (MLflow UI on the store in ./mlruns)"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=15
 
 clean-store:
 	rm -rf mlruns
