@@ -3,6 +3,10 @@
 Zhong et al. and Dodge et al. seed the classifier-head initialisation and the data order separately;
 dropout is a third stream. Each is derived from `finetune_seed` by hashing, so changing one override
 never moves the others, and each can be set explicitly (for N x N init/order grids).
+
+LoRA adds a fourth stream, `lora_seed`: the random draws of the adapter's initialisation (peft's A matrices;
+the B matrices start at zero). It exists only in LoRA cells, so it is derived apart from the three above and
+the resolved cells of full fine-tuning runs (and their trial keys) stay what they were.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 
 SEED_PURPOSES = ("init", "order", "dropout")
+LORA_PURPOSE = "lora"
 
 
 def derive_seed(base: int, purpose: str) -> int:
@@ -25,3 +30,8 @@ def trial_seeds(finetune_seed: int, init_seed=None, order_seed=None, dropout_see
         f"{purpose}_seed": int(given[purpose]) if given[purpose] is not None else derive_seed(finetune_seed, purpose)
         for purpose in SEED_PURPOSES
     }
+
+
+def lora_seed(finetune_seed: int, override=None) -> int:
+    """The seed of a LoRA adapter's initialisation: `override` where given, else derived from `finetune_seed`."""
+    return int(override) if override is not None else derive_seed(finetune_seed, LORA_PURPOSE)
