@@ -49,6 +49,10 @@ def test_model_peft_and_training_must_name_a_model_of_the_sweep_and_be_valid():
         replace(base, model_peft={"tiny": {"r": -1}}).validate()
     with pytest.raises(SeedlabError, match="one published checkpoint"):
         replace(base, pretrain_seeds=(0, 1)).validate()  # tiny-llama is one checkpoint too
+    from seedlab.run.tuning import TuningSpec
+
+    with pytest.raises(SeedlabError, match="tuning stage cannot be combined with model_peft"):
+        replace(base, model_peft={"tiny-llama": "lora"}, tuning=TuningSpec(search_space={"learning_rate": 1e-3})).validate()
     plain = {c["model"]: trial_key(c) for c in base.cells()}
     lora = {c["model"]: trial_key(c) for c in replace(base, model_peft={"tiny-llama": "lora"}).cells()}
     assert lora["tiny"] == plain["tiny"] and lora["tiny-llama"] != plain["tiny-llama"]

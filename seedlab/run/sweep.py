@@ -102,6 +102,9 @@ class SweepSpec:
         if self.cpus_per_trial <= 0 or self.max_failures < 0:
             raise SeedlabError("cpus_per_trial must be > 0 and max_failures >= 0")
         if self.tuning is not None:
+            if self.model_peft or self.model_training:  # the tuning stage's trials would be full fine-tuning
+                raise SeedlabError(f"sweep {self.name!r}: a tuning stage cannot be combined with model_peft or "
+                                   "model_training yet (valid: tune without them, then set hparams/model_hparams)")
             self.tuning.validate()
         if self.pretrain is not None:
             from seedlab.train.pretrain import stage_configs
