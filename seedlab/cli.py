@@ -27,8 +27,13 @@ def _analyze(args) -> int:
                 raise SeedlabError(f"{flag} directory {parent} does not exist")
     if args.bootstrap < 1:
         raise SeedlabError(f"invalid --bootstrap {args.bootstrap} (valid: an integer >= 1, e.g. 1000)")
+    if not 0 < args.aso_threshold <= 0.5:
+        raise SeedlabError(f"invalid --aso-threshold {args.aso_threshold} (valid: a number in (0, 0.5], e.g. 0.2)")
+    if not args.epsilon >= 0:
+        raise SeedlabError(f"invalid --epsilon {args.epsilon} (valid: a number >= 0, e.g. 0.01)")
     options = AnalysisOptions(compare=tuple(args.compare) if args.compare else None, n_bootstrap=args.bootstrap,
-                              seed=args.seed, paired=args.paired)
+                              seed=args.seed, paired=args.paired, aso_threshold=args.aso_threshold,
+                              rashomon_epsilon=args.epsilon)
     loaded = load_experiment(args.experiment, args.tracking_uri)
     result = analyze(loaded, options)
     print(render_summary(result))
@@ -59,6 +64,24 @@ def _analyze(args) -> int:
 
             run_id = publish_analysis(result, report, args.json, figures, args.tracking_uri, args.experiment)
             print(f"Analysis logged to MLflow: run 'analysis' ({run_id}) in experiment {args.experiment!r}")
+    return 0
+
+
+def _plan(args) -> int:
+    from seedlab.analysis.loader import load_experiment
+    from seedlab.analysis.plan import plan_experiment, render_plan
+
+    if args.half_width is None and args.delta is None:
+        raise SeedlabError("give one target: --half-width H (interval of one model) or --delta D (difference "
+                           "between two models, with --power)")
+    loaded = load_experiment(args.experiment, args.tracking_uri)
+    plan = plan_experiment(loaded, half_width=args.half_width, delta=args.delta, power=args.power, task=args.task,
+                           models=args.models, max_finetune=args.max_finetune, max_pretrain=args.max_pretrain,
+                           pretrain_hours=args.pretrain_hours)
+    print(render_plan(plan))
+    if args.json:
+        Path(args.json).write_text(json.dumps(plan, indent=2, allow_nan=False))
+        print(f"\nJSON written to {args.json}")
     return 0
 
 
@@ -98,7 +121,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="RNG seed of every resampling procedure (default 0)")
     p.add_argument("--paired", action="store_true",
                    help="pair the comparison by pretraining seed (only when both arms share pretrained checkpoints)")
+    p.add_argument("--aso-threshold", type=float, default=0.2, metavar="T",
+                   help="A almost stochastically dominates B when eps_min < T (default 0.2, deepsig's advice)")
+    p.add_argument("--epsilon", type=float, default=0.01, metavar="E",
+                   help="seed Rashomon set: runs within E of the best run's score (default 0.01)")
     p.set_defaults(func=_analyze)
+    p = sub.add_parser("plan", help="how many seeds a claim needs: P x F designs from a finished pilot experiment",
+                       description="From a finished experiment as a pilot: the pretraining seeds P and fine-tuning "
+                                   "seeds per pretraining seed F that bring a model's Multi-Bootstrap 95% interval "
+                                   "to --half-width, or detect --delta between two models with --power; cost from "
+                                   "the runs' own timings (docs/statistics.md, 'How many seeds').")
+    p.add_argument("--experiment", required=True, help="the pilot: an MLflow experiment of finished trial runs")
+    p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else ./mlruns")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--half-width", type=float, metavar="H", help="target half-width of the 95%% interval")
+    target.add_argument("--delta", type=float, metavar="D", help="accuracy difference to detect between two models")
+    p.add_argument("--power", type=float, default=0.8, help="with --delta: 1 - beta (default 0.8)")
+    p.add_argument("--task", help="only this task (default: every classification task)")
+    p.add_argument("--models", nargs="+", metavar="MODEL",
+                   help="with --half-width: these models (default all); with --delta: BASELINE INTERVENTION")
+    p.add_argument("--max-finetune", type=int, default=4, metavar="F", help="designs with F = 1..F (default 4)")
+    p.add_argument("--max-pretrain", type=int, metavar="P", help="at most P pretraining seeds (e.g. checkpoints "
+                                                                  "that exist; default: no cap)")
+    p.add_argument("--pretrain-hours", type=float, default=0.0, metavar="H",
+                   help="device hours to pretrain one new seed (default 0: the checkpoints exist)")
+    p.add_argument("--json", metavar="PATH", help="also write the plan as JSON")
+    p.set_defaults(func=_plan)
     p = sub.add_parser("import", help="log prediction files from elsewhere as trial runs (docs/import.md)")
     p.add_argument("folder", help="a folder with runs.csv (generic) or seed_<k>/ folders (zhou2020)")
     p.add_argument("--experiment", help="MLflow experiment (default: import-<folder name>, or import-zhou2020)")

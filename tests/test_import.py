@@ -23,7 +23,8 @@ from seedlab.store.contract import TAG_KIND, TAG_SWEEP, TAG_TRIAL_KEY, client
 DATA = local_data_dir()
 ZHOU = DATA / "predictions" / "zhou2020_instability_bert_base_mnli" if DATA else None
 MCCOY = DATA / "predictions" / "mccoy2020_berts_of_a_feather" if DATA else None
-needs_zhou = pytest.mark.skipif(ZHOU is None or not ZHOU.is_dir(), reason="needs the Zhou et al. folder (data dir)")
+# the Zhou et al. folder, and the MNLI dev set whose gold labels the importer checks it against
+needs_zhou = pytest.mark.needs_data("predictions/zhou2020_instability_bert_base_mnli", "glue/MNLI")
 
 
 def reported(k: int) -> float:
@@ -44,9 +45,7 @@ def uri(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def zhou(uri):
-    if ZHOU is None or not ZHOU.is_dir():
-        pytest.skip("needs the Zhou et al. folder in the data dir")
+def zhou(uri):  # used by needs_zhou tests only
     result = import_predictions(ZHOU, experiment="zhou", tracking_uri=uri)
     return result, load_experiment("zhou", uri)
 
@@ -305,7 +304,7 @@ def test_regression_task_round_trips(tmp_path, uri):
     np.testing.assert_array_equal(table.predictions, [[0, 0.75, 1, 1.75, 2], [0, 0, 1, 1, 2]])
 
 
-@pytest.mark.skipif(MCCOY is None or not MCCOY.is_dir(), reason="needs the McCoy et al. folder")
+@pytest.mark.needs_data("predictions/mccoy2020_berts_of_a_feather")
 def test_mccoy_counts_are_refused_with_the_reason():
     with pytest.raises(SeedlabError, match=r"not per-run predictions, so it cannot be imported as trial runs"):
         read_folder(MCCOY)

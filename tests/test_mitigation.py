@@ -13,6 +13,9 @@ from seedlab.train.finetune import Encoded, Hyperparameters, finetune
 from seedlab.train.mitigation import METHODS, MixLinear, is_no_decay, mix_weights, prepare
 from seedlab.train.models import resolve_model
 
+# resolve_model builds a size's backbone with the WordPiece tokenizer, trained from the corpus on first use
+needs_tokenizer = pytest.mark.needs_data("corpus/wikitext-2")
+
 
 @pytest.fixture(scope="module")
 def tiny_model():
@@ -48,6 +51,7 @@ def synthetic_data(n=32, seed=0, vocab=8192):
 # dispatcher
 
 
+@needs_tokenizer
 def test_methods_and_one_line_error_for_unknown(tiny_model):
     assert METHODS == ("standard", "mixout", "llrd", "reinit", "wd_pre")
     with pytest.raises(SeedlabError, match=r"^unknown mitigation method 'dropconnect' \(valid: standard, mixout, "
@@ -57,6 +61,7 @@ def test_methods_and_one_line_error_for_unknown(tiny_model):
         prepare(copy.deepcopy(tiny_model), "reinit", 0, {"k": 3})
 
 
+@needs_tokenizer
 def test_standard_changes_nothing_and_builds_finetunes_groups(tiny_model):
     model = copy.deepcopy(tiny_model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -80,6 +85,7 @@ def test_standard_changes_nothing_and_builds_finetunes_groups(tiny_model):
 # reinit
 
 
+@needs_tokenizer
 def test_reinit_redraws_only_the_top_layers_and_pooler(mini_model):
     pretrained = pretend_pretrained(mini_model)
     model = copy.deepcopy(pretrained)
@@ -101,6 +107,7 @@ def test_reinit_redraws_only_the_top_layers_and_pooler(mini_model):
             assert torch.equal(value, old[name]), name  # embeddings, layers 0-1, classifier head
 
 
+@needs_tokenizer
 def test_reinit_default_is_capped_at_the_depth(tiny_model):
     pretrained = pretend_pretrained(tiny_model)
     model = copy.deepcopy(pretrained)
@@ -114,6 +121,7 @@ def test_reinit_default_is_capped_at_the_depth(tiny_model):
             assert torch.equal(value, old[name]), name
 
 
+@needs_tokenizer
 def test_reinit_is_deterministic_per_init_seed_and_leaves_the_global_rng_alone(tiny_model):
     torch.manual_seed(99)
     state = torch.get_rng_state()
@@ -130,6 +138,7 @@ def test_reinit_is_deterministic_per_init_seed_and_leaves_the_global_rng_alone(t
 # llrd
 
 
+@needs_tokenizer
 def test_llrd_gives_each_layer_its_learning_rate_through_the_schedule(mini_model):
     from transformers import get_linear_schedule_with_warmup
 
@@ -173,6 +182,7 @@ def test_llrd_gives_each_layer_its_learning_rate_through_the_schedule(mini_model
 # mixout
 
 
+@needs_tokenizer
 def test_mixout_swaps_linear_layers_keeps_parameters_and_disables_dropout(tiny_model):
     model = copy.deepcopy(tiny_model)
     params_before = [id(p) for p in model.parameters()]
@@ -188,6 +198,7 @@ def test_mixout_swaps_linear_layers_keeps_parameters_and_disables_dropout(tiny_m
     assert type(headless.classifier) is torch.nn.Linear and isinstance(headless.bert.pooler.dense, MixLinear)
 
 
+@needs_tokenizer
 def test_mixout_is_identity_at_eval_and_at_the_target_in_training(tiny_model):
     data = synthetic_data(8)
     batch = data.batch(list(range(8)))
@@ -245,6 +256,7 @@ def test_mixout_gradient_and_determinism_under_the_global_seed():
 # wd_pre
 
 
+@needs_tokenizer
 def test_wd_pre_pulls_the_backbone_toward_pretrained_and_leaves_the_head(tiny_model):
     model = copy.deepcopy(tiny_model)
     prepared = prepare(model, "wd_pre", 0)
@@ -331,12 +343,14 @@ def finetune_with(prepared, train, hp, order_seed=1, dropout_seed=2):
 HP = Hyperparameters(learning_rate=1e-3, batch_size=8, epochs=1.0, max_seq_length=32)
 
 
+@needs_tokenizer
 def test_standard_through_the_hook_path_reproduces_finetune_exactly(tiny_model):
     train = synthetic_data(16)
     baseline = finetune(copy.deepcopy(tiny_model), train, HP, 1, 2, "cpu", log_every=1).loss_curve
     assert finetune_with(prepare(copy.deepcopy(tiny_model), "standard", 0), train, HP) == baseline
 
 
+@needs_tokenizer
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_with_finite_loss(tiny_model, method):
     train = synthetic_data(16)

@@ -14,7 +14,7 @@ from seedlab.errors import SeedlabError
 from seedlab.train.pretrain import (PretrainConfig, init_mlm_model, load_blocks, mask_tokens, pretrain, pretrain_seeds,
                               save_checkpoint)
 
-pytestmark = pytest.mark.needs_data
+pytestmark = pytest.mark.needs_data("corpus/wikitext-2")  # WikiText-2 and the tokenizer trained on it
 
 SMALL = dict(max_seq_length=32, max_train_lines=300, batch_size=16, eval_blocks=32, learning_rate=2e-3,
              warmup_ratio=0.1, log_every=5)

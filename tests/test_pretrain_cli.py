@@ -25,7 +25,7 @@ def test_every_pretrain_config_field_has_a_flag(capsys):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--seeds", "a-b"], "invalid seeds 'a-b'"),
-    (["--sizes", "huge"], "unknown BERT size 'huge'"),
+    (["--sizes", "huge"], "cannot pretrain 'huge' (valid: a BERT size"),
     (["--schedule", "step"], "unknown schedule 'step'"),
     (["--evidence", "--finetune-lrs", "fast"], "invalid --finetune-lrs 'fast'"),
 ])

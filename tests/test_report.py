@@ -119,7 +119,8 @@ def test_report_is_self_contained_with_every_section_and_a_table_per_figure(writ
 
     # one figure per section that has one (instability is a table), each with its table(s)
     expected = {f"sst2-{n}" for n in ("distributions", "agreement", "instance-accuracy", "decay", "noise",
-                                      "representations", "multibootstrap", "expected-max")}
+                                      "representations", "multibootstrap", "expected-max", "aso", "seed-budget",
+                                      "multiplicity", "ensembles")}
     assert set(page.figures) == expected
     assert all(page.tables_per_figure.get(key, 0) >= 1 for key in page.figures), page.tables_per_figure
     assert sorted(p.stem for p in figures.glob("*.png")) == sorted(expected)

@@ -83,6 +83,9 @@ def test_analysis_of_a_real_store_validates(store_result):
     assert "by_layer" in sst2["representations"]["tiny"] and "unavailable" in sst2["representations"]["small"]
     assert set(sst2["multibootstrap"]["comparison"]) >= {"seeds_and_examples", "seeds_only", "examples_only"}
     assert stsb["is_regression"] and "zhong" not in stsb and "agreement_note" in stsb["models"]["tiny"]
+    # issue 15's sections: every task has ASO (regression too); classification has the other three
+    assert {"aso", "seed_budget", "multiplicity", "ensembles"} <= set(sst2) and "pairs" in sst2["aso"]["models"]
+    assert "aso" in stsb and not {"seed_budget", "multiplicity", "ensembles"} & set(stsb)
 
 
 def designs():
@@ -109,6 +112,9 @@ def designs():
                                rng=6, task="mnli")
     t = drop_runs(t, ~((t.model == "mini") & (t.pretrain_seed == 1)))
     out["middle model P=1"] = (AnalysisOptions(n_bootstrap=30, decay_bootstrap=10), [t])
+    t, _ = simulate_experiment(n_models=2, model_names=["tiny", "mini"], P=1, F=3, m=50, rng=7, task="sst2")
+    out["a single run"] = (AnalysisOptions(n_bootstrap=30, decay_bootstrap=10),
+                           [drop_runs(t, ~((t.model == "tiny") & (t.finetune_seed > 0)))])
     return out
 
 
@@ -132,6 +138,10 @@ def test_analyses_of_simulated_designs_validate(name):
         assert task["zhong"]["decay"] == [] and "unavailable" in task["zhong"]["noise"]["base"]
     if name == "middle model P=1":
         assert any("unavailable" in mo for mo in task["zhong"]["momentum"])
+    if name == "methods":
+        assert "pairs" in task["aso"]["methods"]["tiny"] and "pairs" in task["aso"]["methods"]["mini"]
+    if name == "a single run":
+        assert task["zhong"]["decay_unavailable"] and "unavailable" in task["ensembles"]["models"]["tiny"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,6 +157,11 @@ def test_analyses_of_simulated_designs_validate(name):
     (lambda r: r["tasks"]["sst2"]["zhong"]["noise"]["tiny"].pop("finetune_share"), "zhong/noise/tiny"),
     (lambda r: r.update(schema="seedlab.analysis/1"), "/schema"),
     (lambda r: r["tasks"]["sst2"]["zhong"]["decay"][0].update(lower_bound="0.1"), "zhong/decay/0/lower_bound"),
+    (lambda r: r["tasks"]["sst2"]["aso"]["models"]["pairs"][0].pop("eps_min"), "aso/models"),
+    (lambda r: r["tasks"]["sst2"]["multiplicity"]["models"]["tiny"]["instances"][0].update(text="x"),
+     "multiplicity/models/tiny"),
+    (lambda r: r["tasks"]["sst2"]["seed_budget"].update(metric="mcc"), "seed_budget/metric"),
+    (lambda r: r["tasks"]["stsb"].update(ensembles=r["tasks"]["sst2"]["ensembles"]), "/tasks/stsb"),
 ])
 def test_the_schema_rejects_drift(store_result, change, where):
     result = json.loads(json.dumps(store_result))

@@ -7,23 +7,34 @@ CELL = {"task": "sst2", "model": "tiny", "pretrain_seed": 1, "finetune_seed": 2}
 
 
 def test_derived_seeds_are_deterministic_distinct_and_31_bit():
-    seeds = trial_seeds(7)
-    assert seeds == trial_seeds(7)
+    seeds = trial_seeds(7, pretrain_seed=0)
+    assert seeds == trial_seeds(7, pretrain_seed=0)
     assert len(set(seeds.values())) == 3
     assert all(0 <= s < 2**31 for s in seeds.values())
-    assert trial_seeds(8) != seeds
+    assert trial_seeds(8, pretrain_seed=0) != seeds
 
 
 def test_an_override_moves_only_its_own_stream():
-    base = trial_seeds(7)
-    overridden = trial_seeds(7, order_seed=123)
+    base = trial_seeds(7, pretrain_seed=0)
+    overridden = trial_seeds(7, pretrain_seed=0, order_seed=123)
     assert overridden["order_seed"] == 123
     assert overridden["init_seed"] == base["init_seed"] and overridden["dropout_seed"] == base["dropout_seed"]
-    assert derive_seed(7, "order") == base["order_seed"]
+    assert derive_seed(7, "order/pretrain-0") == base["order_seed"]
+
+
+def test_fine_tuning_seeds_are_nested_in_pretraining_seeds():
+    # The noise decomposition assumes fine-tuning draws independent across pretraining seeds: f=0 under p=0 and
+    # f=0 under p=1 must share no stream (a crossed design biases PretVar low).
+    under_p0, under_p1 = trial_seeds(0, pretrain_seed=0), trial_seeds(0, pretrain_seed=1)
+    assert all(under_p0[stream] != under_p1[stream] for stream in under_p0)
+    # ... while two models at the same (p, f) share every draw, so a comparison of models stays paired
+    tiny, mini = resolve_cell({**CELL, "model": "tiny"}), resolve_cell({**CELL, "model": "mini"})
+    assert all(tiny[f"{s}_seed"] == mini[f"{s}_seed"] for s in ("init", "order", "dropout"))
+    assert trial_key({**CELL, "pretrain_seed": 2}) != trial_key(CELL)
 
 
 def test_trial_key_is_canonical_and_sensitive():
-    explicit = {**CELL, "init_seed": trial_seeds(2)["init_seed"], "hparams": {"learning_rate": 2e-5}}
+    explicit = {**CELL, "init_seed": trial_seeds(2, pretrain_seed=1)["init_seed"], "hparams": {"learning_rate": 2e-5}}
     assert trial_key(CELL) == trial_key(explicit)  # defaults spelled out: same computation, same key
     assert trial_key(CELL) != trial_key({**CELL, "finetune_seed": 3})
     assert trial_key(CELL) != trial_key({**CELL, "hparams": {"learning_rate": 1e-4}})
@@ -92,8 +103,10 @@ def test_lora_cells_carry_their_settings_and_their_own_seed_stream():
     lora = resolve_cell({**CELL, "peft": "lora"})
     assert set(lora) == STANDARD_KEYS | {"peft", "lora_seed"}
     assert lora["peft"] == {"method": "lora", "r": 8, "alpha": 16.0, "dropout": 0.1, "target_modules": None}
-    assert lora["lora_seed"] == derive_seed(2, "lora") == lora_seed(2)
-    assert lora["lora_seed"] not in trial_seeds(2).values()
+    assert lora["lora_seed"] == derive_seed(2, "lora/pretrain-1") == lora_seed(2, pretrain_seed=1)
+    assert lora["lora_seed"] not in trial_seeds(2, pretrain_seed=1).values()
+    # nested like the other streams: f=2 under another pretraining seed draws another adapter
+    assert resolve_cell({**CELL, "peft": "lora", "pretrain_seed": 0})["lora_seed"] != lora["lora_seed"]
     assert {k: lora[k] for k in STANDARD_KEYS} == resolve_cell(CELL)  # the other streams do not move
     overridden = resolve_cell({**CELL, "peft": "lora", "lora_seed": 5})
     assert overridden["lora_seed"] == 5 and {k: overridden[k] for k in STANDARD_KEYS} == resolve_cell(CELL)

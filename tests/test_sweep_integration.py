@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.needs_data("glue/SST-2", "corpus/wikitext-2")]
 
 # Large enough that the models learn something (so predictions vary and the agreement figures are not trivial).
 SPEC_KW = dict(name="itest", tasks=("sst2",), models=("tiny", "mini"), pretrain_seeds=(0, 1), finetune_seeds=(0, 1),

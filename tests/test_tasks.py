@@ -7,7 +7,12 @@ from seedlab.data.tasks import TASKS, hash_split_is_eval, load_task
 LOCAL_TASKS = [name for name, spec in TASKS.items() if spec.local_dir]
 
 
-@pytest.mark.parametrize("name", LOCAL_TASKS)
+def needs_task(*names):
+    """The mark of a test that loads these tasks from the data dir."""
+    return pytest.mark.needs_data(*(TASKS[n].local_dir for n in names))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=needs_task(n)) for n in LOCAL_TASKS])
 def test_every_local_task_loads_with_the_common_schema(name):
     spec = TASKS[name]
     train, evaluation = load_task(name, max_train=300, max_eval=200)
@@ -25,6 +30,7 @@ def test_every_local_task_loads_with_the_common_schema(name):
     assert not set(train["instance_id"]) & set(evaluation["instance_id"])
 
 
+@needs_task("rte")
 def test_instance_ids_are_stable_across_loads():
     a = load_task("rte", max_eval=50)[1]
     b = load_task("rte", max_eval=50)[1]
@@ -32,7 +38,8 @@ def test_instance_ids_are_stable_across_loads():
     assert list(a["text_a"]) == list(b["text_a"])
 
 
-@pytest.mark.parametrize("name,rows", [("qnli", 5463), ("mnli", 9815), ("boolq", 3270)])
+@pytest.mark.parametrize("name,rows", [pytest.param(n, rows, marks=needs_task(n))
+                                       for n, rows in [("qnli", 5463), ("mnli", 9815), ("boolq", 3270)]])
 def test_single_split_tasks_are_hash_split_without_leakage(name, rows):
     train, evaluation = load_task(name)
     assert len(train) + len(evaluation) == rows
@@ -42,6 +49,7 @@ def test_single_split_tasks_are_hash_split_without_leakage(name, rows):
     assert 0.15 < len(evaluation) / rows < 0.25
 
 
+@needs_task("rte", "sst2")
 def test_known_label_mappings_match_the_glue_conventions():
     _, rte = load_task("rte", max_eval=None)
     first = rte[0]  # GLUE RTE dev row 0 is not_entailment ("Christopher Reeve had an accident.")
@@ -50,6 +58,7 @@ def test_known_label_mappings_match_the_glue_conventions():
     assert len(sst) == 872 and sum(sst["label"]) == 444  # PROVENANCE: dev 1: 444 / 0: 428
 
 
+@needs_task("sst2")
 def test_subsample_depends_on_data_seed_only():
     a, _ = load_task("sst2", max_train=100, data_seed=0)
     b, _ = load_task("sst2", max_train=100, data_seed=0)
@@ -62,6 +71,7 @@ def test_unknown_task_names_the_valid_ones():
         load_task("sst3")
 
 
+@needs_task("rte")
 def test_holdout_comes_from_train_only_and_is_deterministic():
     from seedlab.data.tasks import holdout_split
 

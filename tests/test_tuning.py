@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.needs_data("glue/RTE", "corpus/wikitext-2")]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,12 @@ in it. In short::
      "runs": {"by_status", "duplicates", "unfinished", "missing_cells"},
      "tasks": {task: {"n_instances", "is_regression", "metrics", "design", "models",
                       ["validity", "zhong"] (classification), ["representations"], "multibootstrap",
-                      ["methods"], ["variance_attribution"], "expected_max", "expected_max_note"}}}
+                      ["methods"], ["variance_attribution"], "expected_max", "expected_max_note",
+                      "aso", ["seed_budget", "multiplicity", "ensembles"] (classification)}}}
+
+The four sections after expected_max (almost stochastic order, how many seeds, predictive multiplicity, seed
+ensembles) were added without a version bump: they are optional keys of the schema, so results written before
+them still validate, and no key a consumer read before changed.
 
 Every number is a float, None where undefined (with the reason beside it). `sd` is the population SD over
 runs (ddof=0, Du & Nguyen's choice); `ddof` is recorded beside it.
@@ -18,6 +23,7 @@ runs (ddof=0, Du & Nguyen's choice); `ddof` is recorded beside it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -33,6 +39,7 @@ from seedlab.stats.agreement import (agreement_matrix, agreement_pairwise, consi
 from seedlab.stats.representations import REPRESENTATION_DISTANCES, pairwise_layer_distances
 from seedlab.stats.design import RunTable, design_report
 from seedlab.stats.multibootstrap import multibootstrap
+from seedlab.stats.aso import DEFAULT_THRESHOLD
 from seedlab.stats.zhong import (decay_lower_bound, finetune_share, fisher_bh_decay, instance_accuracy, momentum,
                                  noise_decomposition)
 from seedlab.data.tasks import TASKS
@@ -59,6 +66,11 @@ class AnalysisOptions:
         valid only when a seed id is the same pretrained checkpoint in both arms, and different sizes share
         none (`--paired` turns it on).
     decay_bootstrap: instance-bootstrap replicates of the decay bound's bias correction.
+    aso_threshold, aso_confidence: Almost Stochastic Order's decision threshold on eps_min and confidence level
+        (before the Bonferroni correction); deepsig's defaults.
+    rashomon_epsilon: the seed Rashomon set holds the runs within this much of the best run's score.
+    top_instances: how many of the most seed-sensitive instances each model lists.
+    ensemble_partitions: random partitions of the runs per ensemble size.
     """
 
     compare: tuple[str, str] | None = None
@@ -66,6 +78,11 @@ class AnalysisOptions:
     seed: int = 0
     paired: bool = False
     decay_bootstrap: int = 200
+    aso_threshold: float = DEFAULT_THRESHOLD
+    aso_confidence: float = 0.95
+    rashomon_epsilon: float = 0.01
+    top_instances: int = 10
+    ensemble_partitions: int = 100
 
 
 def task_metrics(task: str, table: RunTable) -> tuple[str, ...]:
@@ -111,7 +128,8 @@ def zhong_sections(table: RunTable, options: AnalysisOptions) -> dict:
         grids[model] = grid
         if grid.note:
             notes[model] = grid.note
-    out = {"design_notes": notes, "instance_accuracy": {}, "noise": {}, "decay": [], "momentum": []}
+    out = {"design_notes": notes, "instance_accuracy": {}, "noise": {}, "decay": [], "decay_unavailable": [],
+           "momentum": []}
     for model, grid in grids.items():
         out["instance_accuracy"][model] = instance_accuracy(grid.correct)
         P, F, _ = grid.shape
@@ -124,6 +142,12 @@ def zhong_sections(table: RunTable, options: AnalysisOptions) -> dict:
             out["noise"][model] = {"unavailable": f"needs >= 2 pretraining and >= 2 fine-tuning seeds (P={P}, F={F})"}
     rng = np.random.default_rng(options.seed)
     for small, large in permutations(grids, 2):
+        single = [m for m in (small, large) if grids[m].n_runs < 2]
+        if single:  # Decay'(t) splits each model's runs in two: a single run has no random baseline
+            out["decay_unavailable"].append({"from": small, "to": large, "unavailable": (
+                f"{' and '.join(single)} {'has' if len(single) == 1 else 'have'} a single run; the random "
+                "baseline Decay'(t) splits a model's runs in two halves, so each model needs >= 2 runs")})
+            continue
         bound = decay_lower_bound(grids[small].correct, grids[large].correct, n_bootstrap=options.decay_bootstrap,
                                   rng=rng)
         fisher = fisher_bh_decay(grids[small].correct, grids[large].correct)
@@ -258,11 +282,227 @@ def design_sections(table: RunTable, metric: str, options: AnalysisOptions) -> d
     return out
 
 
+# --------------------------------------------------------------------------------------------------
+# issue 15: almost stochastic order, seed budget, predictive multiplicity, seed ensembles
+# --------------------------------------------------------------------------------------------------
+
+def _aso_family(labels: list[str], values: np.ndarray, rows_of, options: AnalysisOptions, rng) -> dict:
+    """ASO over every ordered pair of the labelled conditions (one Bonferroni family); unavailable with why."""
+    from seedlab.stats.aso import aso_pairs
+
+    scores = {label: values[rows_of(label)] for label in labels}
+    few = [f"{label} ({len(v)} run)" for label, v in scores.items() if len(v) < 2]
+    if len(scores) < 2:
+        return {"unavailable": f"needs at least two models to compare; this has {len(scores)} "
+                               f"({', '.join(scores) or 'none'})"}
+    if few:
+        return {"unavailable": f"every side needs >= 2 runs (scores over seeds); too few: {', '.join(few)}"}
+    return aso_pairs(scores, threshold=options.aso_threshold, confidence_level=options.aso_confidence,
+                     n_bootstrap=options.n_bootstrap, rng=rng)
+
+
+def aso_section(table: RunTable, metric: str, options: AnalysisOptions) -> dict:
+    """Almost Stochastic Order of the runs' scores: every ordered pair of models (the standard method's runs
+    when there are several methods) and, per model, every ordered pair of its methods, each family with its
+    own Bonferroni correction."""
+    from seedlab.stats.aso import ESTIMATOR
+    from seedlab.stats.metrics import batched
+
+    values = batched(metric)(table.labels[None, :], table.predictions)
+    conditions = condition_table(table)
+    methods = table.methods_per_run()
+    rng = np.random.default_rng(options.seed)
+    standard = methods == "standard" if len(set(methods)) > 1 else np.ones(table.n_runs, dtype=bool)
+    labels = [c for c in model_order(conditions.models()) if np.any((conditions.model == c) & standard)]
+    out = {"estimator": ESTIMATOR, "metric": metric, "threshold": options.aso_threshold,
+           "confidence_level": options.aso_confidence, "n_bootstrap": options.n_bootstrap, "seed": options.seed,
+           "models": _aso_family(labels, values, lambda c: (conditions.model == c) & standard, options, rng)}
+    if table.method is not None:
+        out["methods"] = {}
+        for model in model_order(table.models()):
+            mine = [c for c in model_order(conditions.models()) if np.any((conditions.model == c) & (table.model == model))]
+            if len(set(methods[table.model == model])) >= 2:
+                out["methods"][model] = _aso_family(mine, values, lambda c: conditions.model == c, options, rng)
+    return out
+
+
+def mean_run_cost(rows, resources: dict) -> tuple[float | None, str]:
+    """Mean device seconds per run over `rows`' run ids and the unit they are in (GPU/CPU-hours)."""
+    found = [resources[r] for r in rows if r in resources]
+    seconds = [f["seconds"] for f in found if f.get("seconds") is not None]
+    devices = {str(f.get("device") or "").split(":")[0] for f in found} - {""}
+    unit = "CPU-hours" if devices == {"cpu"} else "GPU-hours" if devices and "cpu" not in devices else "device-hours"
+    if len(seconds) < len(rows):
+        return None, unit
+    return float(np.mean(seconds)), unit
+
+
+BUDGET_P = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
+def seed_budget_section(table: RunTable, multiboot: dict, resources: dict, options: AnalysisOptions) -> dict:
+    """Variance components of accuracy per model (pretraining seed, fine-tuning seed, examples) from its
+    balanced grid, the Multi-Bootstrap half-width they predict for other designs, and, per model pair, the
+    smallest difference the comparison detects with power 0.8."""
+    from seedlab.stats.seed_budget import ESTIMATOR, predicted_half_width, predicted_power, seed_variance
+
+    out = {"estimator": ESTIMATOR, "metric": "accuracy", "confidence": 0.95, "power": 0.8, "models": {},
+           "pairs": []}
+    pilots = {}
+    for model in model_order(table.models()):
+        grid = table.grid(model).complete()
+        P, F, m = grid.shape
+        try:
+            v = seed_variance(grid.correct)
+        except ValueError as exc:
+            out["models"][model] = {"unavailable": str(exc)}
+            continue
+        pilots[model] = v
+        finetunes = [1] if F == 1 else sorted({1, 2, 4, F})
+        seconds, unit = mean_run_cost(table.run_ids[table.model == model], resources)
+        mb = multiboot["models"].get(model) if multiboot["metric"] == "accuracy" else None
+        observed = None if mb is None or mb["ci_low"] is None else (mb["ci_high"] - mb["ci_low"]) / 2
+        out["models"][model] = {
+            **v.as_dict(), "pilot_half_width": predicted_half_width(v, P=P, F=F) if P >= 2 else None,
+            "multibootstrap_half_width": observed,
+            "curves": {"P": list(BUDGET_P), "F": finetunes,
+                       "half_width": [[predicted_half_width(v, P=p, F=f) for p in BUDGET_P] for f in finetunes]},
+            "seconds_per_run": seconds, "unit": unit,
+        }
+    names = list(pilots)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            F = 1 if 1 in (pilots[a].F, pilots[b].F) else min(pilots[a].F, pilots[b].F)
+            mde = [_detectable(lambda d: predicted_power(pilots[a], pilots[b], delta=d, P=p, F=F), out["power"])
+                   for p in BUDGET_P]
+            out["pairs"].append({"a": a, "b": b, "F": F, "P": list(BUDGET_P), "detectable_difference": mde})
+    return out
+
+
+def _detectable(power_at, target: float) -> float:
+    """The smallest accuracy difference detected with `target` power (bisection; power rises with delta)."""
+    lo, hi = 0.0, 1.0
+    if power_at(hi) < target:
+        return float("nan")
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if power_at(mid) < target else (lo, mid)
+    return hi
+
+
+INSTANCE_ID = re.compile(r"(dev|train)-\d{6}")
+
+
+@lru_cache(maxsize=8)
+def _task_rows(task: str, data_dir: str) -> dict | None:
+    """instance id -> (text_a, text_b) of a task's local data (both splits), or None when it is not local.
+    Cached per (task, data dir): one read per analysis process."""
+    from seedlab.data.tasks import load_task
+
+    try:
+        train, evaluation = load_task(task, source="local")
+    except SeedlabError:
+        return None
+    rows = {}
+    for split in (train, evaluation):
+        for iid, a, b in zip(split["instance_id"], split["text_a"], split["text_b"]):
+            rows[iid] = (a, b)
+    return rows
+
+
+def instance_texts(task: str, instance_ids) -> tuple[dict, str | None]:
+    """The text of each instance id from the task's local data (seedlab.data.tasks), and a note when there is none."""
+    ids = [str(i) for i in instance_ids]
+    if task not in TASKS:
+        return {}, f"task {task!r} is not in seedlab.data.tasks: instance ids only"
+    if not all(INSTANCE_ID.fullmatch(i) for i in ids):
+        return {}, f"instance ids are not {task}'s row ids (dev-NNNNNN): ids only"
+    from seedlab.data.paths import local_data_dir
+
+    rows = _task_rows(task, str(local_data_dir()))
+    if rows is None:
+        return {}, f"no local data for {task!r} ($SEEDLAB_DATA): instance ids only"
+    found = {i: rows[i] for i in ids if i in rows}
+    return found, None if len(found) == len(ids) else f"{len(ids) - len(found)} id(s) not in the local {task} data"
+
+
+def multiplicity_section(table: RunTable, metric: str, options: AnalysisOptions) -> dict:
+    """Per model: the seed Rashomon set's ambiguity and discrepancy (at every set size, and at epsilon), the
+    flip-rate distribution and the most seed-sensitive instances with their text; churn between models."""
+    from seedlab.stats.metrics import batched
+    from seedlab.stats.multiplicity import ESTIMATOR, churn_matrix, flip_rates, most_flipping, rashomon_curve
+
+    values = batched(metric)(table.labels[None, :], table.predictions)
+    spec = TASKS.get(table.task)
+    classes = list(spec.labels) if spec is not None and spec.labels else None
+    n_classes = int(max(table.predictions.max(), table.labels.max())) + 1
+    out = {"estimator": ESTIMATOR, "metric": metric, "epsilon": options.rashomon_epsilon, "classes": classes,
+           "models": {}}
+    wanted = {}
+    for model in model_order(table.models()):
+        rows = np.flatnonzero(table.model == model)
+        if len(rows) < 2:
+            out["models"][model] = {"unavailable": f"needs >= 2 runs to compare predictions ({len(rows)} run)"}
+            continue
+        names = run_names(table, rows)
+        curve = rashomon_curve(table.predictions[rows], values[rows], epsilon=options.rashomon_epsilon)
+        flips = flip_rates(table.predictions[rows], n_classes=n_classes)
+        top = most_flipping(flips, top=options.top_instances)
+        out["models"][model] = {
+            "n_runs": len(rows), "reference_run": names[curve["reference"]], "at_epsilon": curve["at_epsilon"],
+            "curve": {"runs": [names[i] for i in curve["order"]],
+                      **{k: curve[k] for k in ("gap", "ambiguity", "discrepancy", "disagreement")}},
+            "flip": {k: flips[k] for k in ("histogram", "n_unstable", "share_unstable", "mean_flip_rate",
+                                           "mean_disagreement")},
+            "instances": [{"instance_id": str(table.instance_ids[k]), "label": int(table.labels[k]),
+                           "counts": flips["counts"][k].tolist(), "flip_rate": float(flips["flip_rate"][k]),
+                           "disagreement": float(flips["disagreement"][k])} for k in top],
+        }
+        wanted.update({str(table.instance_ids[k]): None for k in top})
+    texts, note = instance_texts(table.task, list(wanted)) if wanted else ({}, None)
+    for entry in out["models"].values():
+        for inst in entry.get("instances", []):
+            a, b = texts.get(inst["instance_id"], (None, None))
+            inst["text_a"], inst["text_b"] = a, (b or None) if a is not None else None
+    out["texts_note"] = note
+    have = [m for m in model_order(table.models())]
+    out["churn"] = churn_matrix({m: table.predictions[table.model == m] for m in have}) if len(have) >= 2 else None
+    return out
+
+
+def ensembles_section(table: RunTable, metric: str, resources: dict, options: AnalysisOptions) -> dict:
+    """Per model: score and instability of ensembles of k = 1, 2, 4, ... of its runs, and their cost."""
+    from seedlab.stats.ensembles import ESTIMATOR, seed_ensembles
+
+    out = {"estimator": ESTIMATOR, "metric": metric,
+           "combine_note": None if table.probs is not None else
+           "probabilities were not logged: ensembles take the majority vote of their runs' labels (ties to the "
+           "smallest class id), and the JSD is unavailable",
+           "models": {}}
+    for model in model_order(table.models()):
+        rows = np.flatnonzero(table.model == model)
+        if len(rows) < 2:
+            out["models"][model] = {"unavailable": f"needs >= 2 runs to form an ensemble ({len(rows)} run)"}
+            continue
+        probs = None if table.probs is None else table.probs[rows]
+        res = seed_ensembles(table.predictions[rows], probs, table.labels, metric=metric,
+                             n_partitions=options.ensemble_partitions, ddof=DDOF, rng=options.seed)
+        seconds, unit = mean_run_cost(table.run_ids[rows], resources)
+        for size in res["sizes"]:
+            size["hours"] = None if seconds is None else size["k"] * seconds / 3600
+        out["models"][model] = {**res, "unit": unit}
+    return out
+
+
 def analyze_table(task: str, table: RunTable, options: AnalysisOptions | None = None,
-                  representations: dict | None = None) -> dict:
+                  representations: dict | None = None, resources: dict | None = None) -> dict:
+    """One task's analysis. `resources`: run id -> {"seconds", "device"} (the loader's run_resources), the cost
+    of a run for the seed budget and the ensembles."""
     options = options or AnalysisOptions()
+    resources = resources or {}
     metrics = task_metrics(task, table)
     extra = design_sections(table, metrics[0], options)
+    aso = aso_section(table, metrics[0], options)
     table = condition_table(table)
     result = {
         "n_instances": int(len(table.instance_ids)),
@@ -284,32 +524,39 @@ def analyze_table(task: str, table: RunTable, options: AnalysisOptions | None = 
         result["representations"] = representation_section(table, representations)
     result["multibootstrap"] = bootstrap_section(table, metrics[0], options)
     result.update(extra)
+    result["aso"] = aso
+    if not table.is_regression:
+        result["seed_budget"] = seed_budget_section(table, result["multibootstrap"], resources, options)
+        result["multiplicity"] = multiplicity_section(table, metrics[0], options)
+        result["ensembles"] = ensembles_section(table, metrics[0], resources, options)
     return result
 
 
 def analyze(loaded, options: AnalysisOptions | None = None) -> dict:
     """The whole analysis of a `LoadedExperiment`, JSON-ready (NaN becomes null: undefined)."""
-    return _jsonable({
+    return jsonable({
         "schema": SCHEMA,
         "experiment": loaded.experiment,
         "tracking_uri": loaded.tracking_uri,
         "runs": {"by_status": loaded.run_status, "duplicates": loaded.duplicates, "unfinished": loaded.unfinished,
                  "missing_cells": loaded.missing_cells},
-        "tasks": {task: analyze_table(task, table, options, loaded.representations.get(task))
+        "tasks": {task: analyze_table(task, table, options, loaded.representations.get(task),
+                                      getattr(loaded, "run_resources", None))
                   for task, table in loaded.tables.items()},
     })
 
 
-def _jsonable(value):
+def jsonable(value):
     """numpy scalars and arrays -> plain Python, recursively."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+

@@ -35,6 +35,8 @@ class LoadedExperiment:
     missing_cells: list[str] = field(default_factory=list)  # declared by a sweep launch, with no FINISHED run
     # task -> {run id: (layers, instances, hidden) first-token states aligned with the table's instances}
     representations: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # run id -> {"seconds": device seconds of the trial or None, "device": the run's device param or None}
+    run_resources: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,6 +49,8 @@ class _Run:
     finetune_seed: int
     method: str
     hp_config: str = ""
+    seconds: float | None = None
+    device: str | None = None
     preds: PredictionFile | None = None
     reps: np.ndarray | None = None
 
@@ -76,7 +80,8 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
         p = run.data.params
         try:
             chosen[key] = _Run(run.info.run_id, name, p["task"], p["model"], int(p["pretrain_seed"]),
-                               int(p["finetune_seed"]), p.get("method", "standard"), p.get("hp_config", ""))
+                               int(p["finetune_seed"]), p.get("method", "standard"), p.get("hp_config", ""),
+                               _trial_seconds(run.data.metrics), p.get("device"))
         except (KeyError, ValueError) as exc:
             raise SeedlabError(f"trial run {name} ({run.info.run_id}) lacks a valid param {exc}") from None
     missing = _missing_cells(store, exp.experiment_id, chosen.values(), page_size)
@@ -98,8 +103,22 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
     tables, representations = {}, {}
     for task in sorted({r.task for r in runs}):
         tables[task], representations[task] = _table(task, [r for r in runs if r.task == task])
+    resources = {r.run_id: {"seconds": r.seconds, "device": r.device} for r in runs}
     return LoadedExperiment(exp.name, exp.experiment_id, store.tracking_uri, tables, dict(status_counts),
-                            duplicates, unfinished, missing, representations)
+                            duplicates, unfinished, missing, representations, resources)
+
+
+TIME_PARTS = ("time_setup_s", "time_train_s", "time_eval_s")  # what a trial logs (seedlab.run.trial)
+
+
+def _trial_seconds(metrics: dict) -> float | None:
+    """Device seconds of one trial: its `time_trial_s` metric, else the sum of the setup, train and eval times
+    it logs, else its train time alone; None when it logged no timing (e.g. imported predictions)."""
+    if "time_trial_s" in metrics:
+        return float(metrics["time_trial_s"])
+    if all(k in metrics for k in TIME_PARTS):
+        return float(sum(metrics[k] for k in TIME_PARTS))
+    return float(metrics["time_train_s"]) if "time_train_s" in metrics else None
 
 
 def _download(store, run: _Run, path: str, dst: str) -> str:

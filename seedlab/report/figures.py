@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from seedlab.data.catalog import display_name
+
 # Okabe & Ito (2008), "Color Universal Design": blue, orange, bluish green, reddish purple, sky blue,
 # vermillion, black, yellow (yellow last: weak on white).
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
@@ -157,8 +159,8 @@ def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
 
 
 def _model_ticks(ax, names, axis: str = "x") -> None:
-    """Model names as tick labels: shortened, rotated when many or long."""
-    labels = [short(n) for n in names]
+    """Model names as tick labels: their display names, shortened, rotated when many or long."""
+    labels = [short(display_name(n)) for n in names]
     rotate = len(names) > 4 or max((len(s) for s in labels), default=0) > 10
     pos = np.arange(len(names))
     if axis == "x":
@@ -282,7 +284,7 @@ def agreement_heatmaps(task: str, t: dict) -> list:
             ax.set_yticks(ticks, [labels[i] for i in ticks])
             ax.set_xlabel("run")
             ax.set_ylabel("run")
-            ax.set_title(f"{short(model)} ({n} runs)")
+            ax.set_title(f"{short(display_name(model))} ({n} runs)")
             if n <= MAX_ANNOTATED_RUNS and (panel - 0.9) / n >= 0.2 + 0.09 * digits:  # room for the digits (inches)
                 mid = (vmin + vmax) / 2
                 for i in range(n):
@@ -369,9 +371,9 @@ def instance_accuracy_scatter(task: str, t: dict) -> list:
             ax.set_xlim(-0.06, 1.06)
             ax.set_ylim(-0.06, 1.06)
             ax.set_aspect("equal")
-            ax.set_xlabel(f"{short(a)}: instance accuracy")
-            ax.set_ylabel(f"{short(b)}: instance accuracy")
-            ax.set_title(f"{short(b)} vs {short(a)}")
+            ax.set_xlabel(f"{short(display_name(a))}: instance accuracy")
+            ax.set_ylabel(f"{short(display_name(b))}: instance accuracy")
+            ax.set_title(f"{short(display_name(b))} vs {short(display_name(a))}")
         for ax in axes[len(pairs):]:
             ax.set_visible(False)
         return fig
@@ -399,7 +401,10 @@ def decay_curves(task: str, t: dict) -> list:
     if reason := _zhong_unavailable(t):
         return [Unavailable(title, reason)]
     decay = t["zhong"]["decay"]
+    skipped = t["zhong"].get("decay_unavailable", [])
     if not decay:
+        if skipped:
+            return [Unavailable(title, "; ".join(f"{d['from']} \u2192 {d['to']}: {d['unavailable']}" for d in skipped))]
         return [Unavailable(title, "needs at least two models with runs to compare")]
 
     def draw():
@@ -413,7 +418,8 @@ def decay_curves(task: str, t: dict) -> list:
             ax.plot(x, np.asarray(d["decay_baseline"], dtype=float), color=OKABE_ITO[1], lw=1.6, ls="--",
                     label=r"$\mathrm{Decay}'(t)$: random baseline (same model)")
             ax.axvline(d["argmax_t"], color=GREY, lw=0.8, ls=":", label="t of the largest gap")
-            ax.set_title(f"{short(d['from'], 14)} \u2192 {short(d['to'], 14)} (bound {d['lower_bound']:.3f})")
+            ax.set_title(f"{short(display_name(d['from']), 14)} \u2192 {short(display_name(d['to']), 14)} "
+                         f"(bound {d['lower_bound']:.3f})")
             ax.set_xlim(-1.0, 0.0)
         for ax in axes[len(decay):]:
             ax.set_visible(False)
@@ -447,6 +453,9 @@ def decay_curves(task: str, t: dict) -> list:
     caveats = list(dict.fromkeys(d["caveat"] for d in decay if d["caveat"]))
     if caveats:
         caption += " Note: " + " ".join(c[0].upper() + c[1:] + ("" if c.endswith(".") else ".") for c in caveats)
+    if skipped:
+        caption += " Not available: " + "; ".join(f"{d['from']} \u2192 {d['to']} ({d['unavailable']})"
+                                                  for d in skipped) + "."
     return [_plot(f"{slug(task)}-decay", title, caption, f"{task}: decay curves per model pair", draw, tables)]
 
 
@@ -731,6 +740,313 @@ def instability_table(task: str, t: dict) -> list:
 
 
 # --------------------------------------------------------------------------------------------------
+# issue 15: almost stochastic order, seed budget, predictive multiplicity, seed ensembles
+# --------------------------------------------------------------------------------------------------
+
+
+def _log2_axis(ax, ticks, axis: str = "x") -> None:
+    """A base-2 log axis labelled with the plain numbers (1, 2, 4, ...), not 2^k."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log", base=2)
+    target.set_major_locator(FixedLocator(list(ticks)))
+    target.set_major_formatter(lambda v, _: f"{v:g}")
+    target.set_minor_locator(NullLocator())
+
+
+def _aso_heatmap(ax, fam: dict, threshold: float):
+    """eps_min of row A over column B; cells below the threshold (A dominates B) outlined."""
+    import matplotlib
+
+    names = fam["names"]
+    mat = np.array([[np.nan if x is None else x for x in row] for row in fam["eps_min"]], dtype=float)
+    cmap = matplotlib.colormaps["cividis"].with_extremes(bad="#eeeeee")
+    im = ax.imshow(mat, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.grid(False)
+    labels = [short(n, 14) for n in names]
+    ax.set_xticks(np.arange(len(names)), labels, rotation=90 if len(names) > 3 else 0)
+    ax.set_yticks(np.arange(len(names)), labels)
+    ax.set_xlabel("B (compared against)")
+    ax.set_ylabel("A (suspected better)")
+    if len(names) <= MAX_ANNOTATED_RUNS:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if i != j:
+                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="black" if mat[i, j] > 0.5 else "white",
+                            fontweight="bold" if mat[i, j] < threshold else "normal")
+    return im
+
+
+def aso_matrix(task: str, t: dict) -> list:
+    title = "Almost Stochastic Order"
+    a = t["aso"]
+    families = [("models", a["models"])] + [(f"methods of {m}", fam) for m, fam in (a.get("methods") or {}).items()]
+    have = [(name, fam) for name, fam in families if "unavailable" not in fam]
+    missing = [(name, fam["unavailable"]) for name, fam in families if "unavailable" in fam]
+    if not have:
+        return [Unavailable(title, "; ".join(f"{n}: {r}" for n, r in missing))]
+    threshold = a["threshold"]
+
+    def draw():
+        n_max = max(len(fam["names"]) for _, fam in have)
+        panel = min(4.2, 1.8 + 0.5 * n_max)
+        fig = _figure(panel * len(have) + 1.0, panel + 0.4)
+        axes = np.atleast_1d(fig.subplots(1, len(have), squeeze=False)).ravel()
+        im = None
+        for ax, (name, fam) in zip(axes, have):
+            im = _aso_heatmap(ax, fam, threshold)
+            ax.set_title(f"{name} ({fam['n_comparisons']} ordered pairs)")
+        bar = fig.colorbar(im, ax=list(axes), shrink=0.9)
+        bar.set_label("eps_min of A over B (0: A dominates)")
+        return fig
+
+    tables = []
+    for name, fam in have:
+        rows = tuple((p["a"], p["b"], p["n_a"], p["n_b"], p["violation_ratio"], p["sigma"], p["eps_min"],
+                      "yes" if p["dominates"] else "no") for p in fam["pairs"])
+        tables.append(Table(("A", "B", "runs A", "runs B", "eps_W2", "sigma", "eps_min", f"eps_min < {threshold:g}"),
+                            rows, f"{name}: {fam['decision_rule']}."))
+    caption = (f"Cell (A, B): eps_min of A over B from the runs' {a['metric']} (del Barrio et al. 2018; Dror et al. "
+               f"2019), the test's upper bound on how far A's score distribution falls short of stochastically "
+               f"dominating B's; bold where eps_min < {threshold:g}, the decision rule. Bootstrap B = "
+               f"{a['n_bootstrap']}, confidence {a['confidence_level']:g} before the Bonferroni correction.")
+    if missing:
+        caption += " Not available: " + "; ".join(f"{n} ({r})" for n, r in missing) + "."
+    return [_plot(f"{slug(task)}-aso", title, caption, f"{task}: eps_min of every ordered pair", draw, tables)]
+
+
+def _per_model(t: dict, key: str, title: str) -> tuple[dict, dict, list | None]:
+    """A per-model section of a classification task: (models that have it, model -> why not, and the items to
+    return instead of a figure when none has it or the task is a regression task, else None)."""
+    if t["is_regression"]:
+        return {}, {}, [Unavailable(title, "defined on predicted labels; this is a regression task")]
+    entries = t[key]["models"]
+    have = {m: e for m, e in entries.items() if "unavailable" not in e}
+    missing = {m: e["unavailable"] for m, e in entries.items() if "unavailable" in e}
+    return have, missing, None if have else [Unavailable(title, "; ".join(f"{m}: {r}" for m, r in missing.items()))]
+
+
+def _not_available(missing: dict) -> str:
+    return " Not available: " + "; ".join(f"{m} ({r})" for m, r in missing.items()) + "." if missing else ""
+
+
+def seed_budget_curves(task: str, t: dict) -> list:
+    title = "How many seeds"
+    have, missing, instead = _per_model(t, "seed_budget", title)
+    if instead:
+        return instead
+    b = t["seed_budget"]
+    pairs = b["pairs"]
+
+    def draw():
+        cols = 2 if pairs else 1
+        fig = _figure(4.6 * cols + 0.6, 3.5)
+        axes = np.atleast_1d(fig.subplots(1, cols, squeeze=False)).ravel()
+        ax = axes[0]
+        from matplotlib.lines import Line2D
+
+        styles = ("-", "--", ":", "-.")
+        finetunes = []
+        for i, (model, e) in enumerate(have.items()):
+            cv = e["curves"]
+            for j, (f, hw) in enumerate(zip(cv["F"], cv["half_width"])):
+                ax.plot(cv["P"], hw, styles[j % 4], color=colour(i), lw=1.4)
+                finetunes = finetunes if f in finetunes else [*finetunes, f]
+            ax.plot([e["P"]], [e["pilot_half_width"]], "o", color=colour(i), ms=6, mfc="white")
+            if e["multibootstrap_half_width"] is not None:
+                ax.plot([e["P"]], [e["multibootstrap_half_width"]], "x", color=colour(i), ms=7)
+        _log2_axis(ax, e["curves"]["P"][::2])
+        ax.set_xlabel("P pretraining seeds (log scale)")
+        ax.set_ylabel("95% half-width of accuracy")
+        ax.set_title("Predicted Multi-Bootstrap half-width")
+        handles = [Line2D([], [], color=colour(i), lw=2, label=short(m)) for i, m in enumerate(have)]
+        handles += [Line2D([], [], color=GREY, ls=styles[j % 4], label=f"F = {f}") for j, f in enumerate(finetunes)]
+        handles += [Line2D([], [], color=GREY, marker="o", mfc="white", ls="", label="predicted, pilot design"),
+                    Line2D([], [], color=GREY, marker="x", ls="", label="Multi-Bootstrap, pilot")]
+        ax.legend(handles=handles, fontsize=7, ncols=2)
+        if pairs:
+            ax2 = axes[1]
+            for i, p in enumerate(pairs):
+                y = [np.nan if v is None else v for v in p["detectable_difference"]]
+                ax2.plot(p["P"], y, "-o", ms=3, color=colour(i), label=f"{short(p['b'], 12)} vs {short(p['a'], 12)}, F={p['F']}")
+            _log2_axis(ax2, pairs[0]["P"][::2])
+            ax2.set_xlabel("P pretraining seeds per model (log scale)")
+            ax2.set_ylabel(f"accuracy difference detected, power {b['power']:g}")
+            ax2.set_title("Smallest detectable difference")
+            ax2.legend(fontsize=7)
+        return fig
+
+    comp = tuple((m, f"{e['P']}\u00d7{e['F']}", *(e["components_raw"][k] for k in ("pretrain", "pretrain_x_example",
+                                                                                   "finetune", "finetune_x_example",
+                                                                                   "example_spread")),
+                  e["pilot_half_width"], e["multibootstrap_half_width"],
+                  None if e["seconds_per_run"] is None else e["seconds_per_run"] / 3600, e["unit"])
+                 for m, e in have.items())
+    tables = [Table(("model", "P\u00d7F", "pretrain", "pretrain \u00d7 example", "finetune", "finetune \u00d7 example",
+                     "example spread", "half-width (predicted)", "half-width (Multi-Bootstrap)", "hours per run",
+                     "unit"), comp,
+                    "Variance components of per-example correctness (raw ANOVA estimates; the predictions truncate "
+                    "negatives at 0) and, at the pilot's own design, the predicted and the observed half-width.")]
+    for model, e in have.items():
+        cv = e["curves"]
+        tables.append(Table(("F \\ P", *map(str, cv["P"])), tuple((f"F={f}", *hw) for f, hw in zip(cv["F"], cv["half_width"])),
+                            f"{model}: predicted half-width.", collapsed=True, label=f"{model}, half-width by P and F"))
+    if pairs:
+        tables.append(Table(("pair", "F", *map(str, pairs[0]["P"])),
+                            tuple((f"{p['b']} vs {p['a']}", p["F"], *p["detectable_difference"]) for p in pairs),
+                            f"Smallest accuracy difference the unpaired Multi-Bootstrap comparison detects with power "
+                            f"{b['power']:g} (same P \u00d7 F in both arms).", collapsed=True, label="detectable differences"))
+    caption = ("From this experiment as a pilot: the 95% half-width of the Multi-Bootstrap interval of accuracy "
+               "predicted for P pretraining seeds \u00d7 F fine-tuning seeds (lines), at the pilot's own design "
+               "(circle) beside the interval the analysis found (cross); right, the smallest difference a "
+               "comparison detects. `seedlab plan` turns a target into designs with their cost.")
+    caption += _not_available(missing)
+    return [_plot(f"{slug(task)}-seed-budget", title, caption, f"{task}: predicted half-width by number of seeds",
+                  draw, tables)]
+
+
+def multiplicity_figure(task: str, t: dict) -> list:
+    title = "Predictive multiplicity and flip rates"
+    have, missing, instead = _per_model(t, "multiplicity", title)
+    if instead:
+        return instead
+    mu = t["multiplicity"]
+
+    def draw():
+        fig = _figure(9.0, 3.4)
+        ax1, ax2 = fig.subplots(1, 2)
+        width = 0.8 / len(have)
+        for i, (model, e) in enumerate(have.items()):
+            h = e["flip"]["histogram"]
+            x = np.asarray(h["deviating"], dtype=float)
+            ax1.bar(x + (i - (len(have) - 1) / 2) * width, np.maximum(h["instances"], 0.5), width=width,
+                    color=colour(i), label=f"{short(model)} ({e['n_runs']} runs)")
+            c = e["curve"]
+            ax2.step(c["gap"], c["ambiguity"], where="post", color=colour(i), lw=1.6, label=f"{short(model)} ambiguity")
+            ax2.step(c["gap"], c["discrepancy"], where="post", color=colour(i), lw=1.2, ls="--",
+                     label=f"{short(model)} discrepancy")
+        ax1.set_yscale("log")
+        ax1.yaxis.set_major_formatter(lambda v, _: f"{v:g}")
+        ax1.yaxis.set_minor_formatter(lambda v, _: "")
+        ax1.set_xlabel("runs that leave the instance's modal label")
+        ax1.set_ylabel("instances (log scale)")
+        ax1.set_title("Flip-rate distribution")
+        ax1.legend(fontsize=7)
+        ax2.axvline(mu["epsilon"], color=GREY, lw=0.8, ls=":")
+        ax2.set_xlabel(f"epsilon: gap to the best run's {mu['metric']}")
+        ax2.set_ylabel("share of instances")
+        ax2.set_title("Seed Rashomon set")
+        ax2.legend(fontsize=7)
+        return fig
+
+    rows = tuple((m, e["n_runs"], e["reference_run"], e["at_epsilon"]["n_runs"], e["at_epsilon"]["ambiguity"],
+                  e["at_epsilon"]["discrepancy"], e["curve"]["ambiguity"][-1], e["flip"]["n_unstable"],
+                  e["flip"]["share_unstable"], e["flip"]["mean_flip_rate"]) for m, e in have.items())
+    tables = [Table(("model", "runs", "reference (best) run", f"runs within {mu['epsilon']:g}", "ambiguity",
+                     "discrepancy", "ambiguity, all runs", "unstable instances", "share", "mean flip rate"), rows,
+                    "Ambiguity: share of instances on which some run of the set disagrees with the best run; "
+                    "discrepancy: the largest share one run of the set changes.")]
+    depth = max(len(e["flip"]["histogram"]["instances"]) for e in have.values())
+    tables.append(Table(("runs off the modal label", *have), tuple(
+        (j, *(e["flip"]["histogram"]["instances"][j] if j < len(e["flip"]["histogram"]["instances"]) else 0
+              for e in have.values())) for j in range(depth)), "Instances by number of runs that leave their "
+        "modal label (the histogram as plotted).", collapsed=depth > 6, label="flip-rate histogram"))
+    for model, e in have.items():
+        c = e["curve"]
+        tables.append(Table(("run", "gap", "disagrees with best", "ambiguity", "discrepancy"),
+                            tuple(zip(c["runs"], c["gap"], c["disagreement"], c["ambiguity"], c["discrepancy"])),
+                            f"{model}: runs by their gap to the best run; ambiguity and discrepancy of the set up to "
+                            "each (the curves as plotted).", collapsed=True, label=f"{model}, Rashomon curve"))
+    churn = mu["churn"]
+    if churn:
+        tables.append(Table(("churn", *churn["names"]), tuple((a, *row) for a, row in zip(churn["names"], churn["matrix"])),
+                            "Churn (Milani Fard et al. 2016): mean share of instances on which a run of the row model "
+                            "and a run of the column model differ; diagonal: two runs of the same model (PD)."))
+    caption = ("Left: how many instances change label across seeds, and how often (count of runs that leave the "
+               "instance's most common label; 0 = stable). Right: ambiguity and discrepancy (Marx et al. 2020) of "
+               "the runs within epsilon of the best run, at every epsilon where a run joins; the dotted line is the "
+               "epsilon of the table.")
+    caption += _not_available(missing)
+    return [_plot(f"{slug(task)}-multiplicity", title, caption, f"{task}: flip-rate histogram and Rashomon curves",
+                  draw, tables), *seed_sensitive_instances(task, t)]
+
+
+def seed_sensitive_instances(task: str, t: dict) -> list:
+    """The most seed-sensitive instances of each model with their text (a table)."""
+    mu = t["multiplicity"]
+    classes = mu["classes"]
+    out = []
+    for model, e in mu["models"].items():
+        if "unavailable" in e or not e["instances"]:
+            continue
+        name = (lambda c: classes[c] if classes and c < len(classes) else str(c))  # noqa: E731
+        rows = tuple((i["instance_id"], name(i["label"]),
+                      ", ".join(f"{name(c)} {n}" for c, n in enumerate(i["counts"]) if n),
+                      i["flip_rate"], i["disagreement"],
+                      i["text_a"] if i["text_a"] is not None else "(no text: see the note)",
+                      i["text_b"] or "") for i in e["instances"])
+        note = f" {mu['texts_note']}." if mu["texts_note"] else ""
+        out.append(Table(("instance", "gold", "predicted by the runs", "flip rate", "pairwise disagreement", "text",
+                          "second text"), rows,
+                         f"{model}: the {len(rows)} most seed-sensitive instances (highest flip rate).{note}"))
+    return out
+
+
+def ensemble_curves(task: str, t: dict) -> list:
+    title = "Seed ensembles"
+    have, missing, instead = _per_model(t, "ensembles", title)
+    if instead:
+        return instead
+    en = t["ensembles"]
+    panels = [("score", METRIC_LABELS.get(en["metric"], en["metric"])), ("pd", "PD between ensembles"),
+              ("sd", f"SD of {en['metric']} over ensembles"), ("jsd", "JSD between ensembles (nats)")]
+    panels = [(k, lab) for k, lab in panels if any(s[k] is not None for e in have.values() for s in e["sizes"])]
+
+    def draw():
+        rows, cols = _grid(len(panels), max_cols=4)
+        fig = _figure(min(10.0, 2.6 * cols + 0.6), 2.9 * rows + 0.4)
+        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+        for ax, (key, label) in zip(axes, panels):
+            for i, (model, e) in enumerate(have.items()):
+                pts = [(s["k"], s[key]) for s in e["sizes"] if s[key] is not None]
+                if not pts:
+                    continue
+                k = np.array([p[0] for p in pts], dtype=float)
+                y = np.array([p[1]["point"] for p in pts])
+                lo = np.array([p[1]["ci_low"] for p in pts])
+                hi = np.array([p[1]["ci_high"] for p in pts])
+                ax.fill_between(k, lo, hi, color=colour(i), alpha=0.15, lw=0)
+                ax.plot(k, y, "-o", ms=3, color=colour(i), label=short(model))
+            _log2_axis(ax, sorted({s["k"] for e in have.values() for s in e["sizes"]}))
+            ax.set_xlabel("k runs per ensemble")
+            ax.set_ylabel(label)
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)), frameon=False)
+        return fig
+
+    cell = lambda v: None if v is None else f"{v['point']:.4f} [{v['ci_low']:.4f}, {v['ci_high']:.4f}]"  # noqa: E731
+    tables = []
+    for model, e in have.items():
+        rows = tuple((s["k"], s["n_ensembles"], cell(s["score"]), cell(s["sd"]), cell(s["pd"]), cell(s["jsd"]),
+                      s["removed"], s["hours"]) for s in e["sizes"])
+        tables.append(Table(("k", "ensembles", en["metric"], "SD", "PD", "JSD", "PD removed", e["unit"]), rows,
+                            f"{model} ({e['n_runs']} runs, {e['combine']}): mean over {e['n_partitions']} random "
+                            f"partitions into disjoint ensembles [2.5%, 97.5%]; cost = k runs per ensemble."))
+    caption = ("Ensembles of k runs (class probabilities averaged): their score and how much they still disagree "
+               "with each other (disjoint ensembles, as if trained with fresh seeds); bands span the 2.5\u201397.5% of "
+               "random choices of the runs. PD removed = 1 \u2212 PD(k) / PD(1).")
+    if en["combine_note"]:
+        caption += f" Note: {en['combine_note']}."
+    caption += _not_available(missing)
+    return [_plot(f"{slug(task)}-ensembles", title, caption, f"{task}: ensemble score and instability by size",
+                  draw, tables)]
+
+
+# --------------------------------------------------------------------------------------------------
 # all sections of a task
 # --------------------------------------------------------------------------------------------------
 
@@ -757,6 +1073,17 @@ SECTIONS = (
      method_instability),
     ("expected-max", "Expected best score of n runs",
      "How much trying more seeds or configurations buys (Dodge et al. 2019).", expected_max_curves),
+    ("aso", "Almost Stochastic Order",
+     "Is model A better than model B over seeds, not just on average? (del Barrio et al. 2018; Dror et al. 2019)",
+     aso_matrix),
+    ("seed-budget", "How many seeds",
+     "How many pretraining and fine-tuning seeds a claim of this precision needs, from this experiment as a pilot.",
+     seed_budget_curves),
+    ("multiplicity", "Predictive multiplicity and flip rates",
+     "How many individual predictions are an accident of the seed? (Marx et al. 2020; Milani Fard et al. 2016)",
+     multiplicity_figure),
+    ("ensembles", "Seed ensembles",
+     "Does averaging the predictions of k seeds remove the instability, and at what cost?", ensemble_curves),
 )
 
 

@@ -12,6 +12,7 @@ import datetime as _dt
 import html
 from pathlib import Path
 
+from seedlab.data.catalog import display_name
 from seedlab.report.figures import Plot, Section, Table, Unavailable, all_plots, slug, task_sections
 
 CSS = """
@@ -67,7 +68,7 @@ def render_table(table: Table) -> str:
         cells = []
         for i, cell in enumerate(row):
             cls = ""
-            if isinstance(cell, str) and cell[:1].isalpha():
+            if isinstance(cell, str) and (cell[:1].isalpha() or len(cell) > 40):  # words; long text wraps
                 cls = ' class="text wrap"' if len(cell) > 40 else ' class="text"'
 
             tag = "th scope=\"row\"" if i == 0 else "td"
@@ -132,7 +133,7 @@ def headline_rows(result: dict) -> list[tuple]:
             means = n.get("means")  # absent where the decomposition is unavailable (P or F < 2)
             b = boot[model]
             ci = None if b["ci_low"] is None else f"[{b['ci_low']:.4f}, {b['ci_high']:.4f}]"
-            rows.append((task, model, m["n_runs"], metric, f"{s['mean']:.4f} \u00b1 {_fmt(s['sd'])}",
+            rows.append((task, display_name(model), m["n_runs"], metric, f"{s['mean']:.4f} \u00b1 {_fmt(s['sd'])}",
                          f"{s['min']:.4f} \u2013 {s['max']:.4f}", m["consistency_all"], m["agreement_pairwise"],
                          None if not means else means["pretrain_var"], None if not means else means["finetune_var"],
                          n.get("finetune_share"), ci))

@@ -35,7 +35,8 @@ DATA_DEFAULTS = {"max_train": None, "max_eval": None, "data_seed": 0, "holdout":
 
 def resolve_cell(cell: dict) -> dict:
     """The canonical form of a cell: every seed resolved, every hyperparameter and data setting explicit."""
-    seeds = trial_seeds(cell["finetune_seed"], cell.get("init_seed"), cell.get("order_seed"), cell.get("dropout_seed"))
+    seeds = trial_seeds(cell["finetune_seed"], pretrain_seed=cell["pretrain_seed"], init_seed=cell.get("init_seed"),
+                        order_seed=cell.get("order_seed"), dropout_seed=cell.get("dropout_seed"))
     method = cell.get("method", "standard")
     validate_method(method)
     lora = LoraSettings.from_cell(cell.get("peft"))
@@ -51,7 +52,8 @@ def resolve_cell(cell: dict) -> dict:
     optional = {}
     if lora is not None:
         optional["peft"] = lora.as_cell()
-        optional["lora_seed"] = lora_seed(cell["finetune_seed"], cell.get("lora_seed"))
+        optional["lora_seed"] = lora_seed(cell["finetune_seed"], pretrain_seed=cell["pretrain_seed"],
+                                         override=cell.get("lora_seed"))
         if cell.get("log_adapter"):
             optional["log_adapter"] = True
     if training.as_cell() is not None:

@@ -10,6 +10,10 @@ Modules:
     method_comparison  instability of mitigation methods compared on equal seed counts (Du & Nguyen 2023)
     variance           variance attributed to hyperparameter config and seeds (ANOVA components)
     expected_max       expected best score of n trials (Dodge et al. 2019)
+    aso                Almost Stochastic Order between models' score distributions (del Barrio et al.; Dror et al.)
+    seed_budget        how many pretraining / fine-tuning seeds a claim needs, from a pilot's variance components
+    multiplicity       predictive multiplicity over seeds (Marx et al. 2020), flip rates, churn
+    ensembles          accuracy and instability of ensembles of k seeds
     simulate           a known generative model with exact truths, for tests
 
 API conventions (every public function): data first, options keyword-only; ``n_bootstrap`` is the number

@@ -133,43 +133,66 @@ def client(uri: str | None = None):
     return MlflowClient(tracking_uri=resolve_tracking_uri(uri))
 
 
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # the codes MLflow's own HTTP client retries
+# What a store error says when the connection itself failed: MLflow's REST client folds requests' errors into
+# an MlflowException's text ("... Caused by NewConnectionError(...: Connection refused)"), and so does a
+# PostgreSQL driver under a direct database URI. A failed name lookup is not among them: a mistyped host
+# does not heal by waiting.
+_CONNECTION_TROUBLE = ("Connection refused", "Connection reset", "Connection aborted", "RemoteDisconnected",
+                       "server closed the connection", "timed out", "timeout exception")
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Would the same call succeed later? A locked SQLite database, a refused or reset connection, HTTP 429
-    and 5xx: yes. A wrong path, a refused credential (401/403), a bad request, a missing run: no."""
+    """Would the same call succeed later? A locked SQLite database, a refused, reset or timed-out
+    connection, and an HTTP answer 408, 429 or 5xx: yes. A wrong path, a refused credential (401/403), a bad
+    request, a missing run, an answer that is not MLflow's (a 200 page from some other server): no."""
     from mlflow.exceptions import MlflowException
 
-    if isinstance(exc, ConnectionError):  # refused, reset, aborted, broken pipe
+    if isinstance(exc, (ConnectionError, TimeoutError)):  # refused, reset, aborted, broken pipe; socket timeouts
         return True
     with contextlib.suppress(ImportError):
         import requests
 
         if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
             return True
+        if isinstance(exc, requests.HTTPError) and exc.response is not None:  # an HTTP artifact store's answer
+            return exc.response.status_code in TRANSIENT_STATUSES
     if isinstance(exc, sqlite3.OperationalError):
         return "locked" in str(exc) or "busy" in str(exc)
+    with contextlib.suppress(ImportError):
+        import sqlalchemy.exc
+
+        if isinstance(exc, sqlalchemy.exc.DBAPIError):  # judged by the database driver's own error
+            return is_transient(exc.orig) or any(t in str(exc.orig) for t in _CONNECTION_TROUBLE)
+        if isinstance(exc, MlflowException) and isinstance(exc.__cause__, sqlalchemy.exc.SQLAlchemyError):
+            # A database store wraps every OperationalError as TEMPORARILY_UNAVAILABLE (503), a missing table
+            # or an unopenable file too: the database's error says which it is.
+            return is_transient(exc.__cause__)
     if isinstance(exc, MlflowException):
-        text = str(exc)
-        if "database is locked" in text:  # the SQLAlchemy store's wrapping of a busy SQLite file
-            return True
-        if "Connection refused" in text or "Connection reset" in text or "Max retries exceeded" in text:
-            return True  # MLflow's REST client wraps requests' connection errors in an MlflowException
         status = _http_status(exc)
-        return status in TRANSIENT_STATUSES
+        if status is not None:
+            return status in TRANSIENT_STATUSES
+        text = str(exc)
+        return "database is locked" in text or any(t in text for t in _CONNECTION_TROUBLE)
     return False
 
 
 def _http_status(exc) -> int | None:
-    """The HTTP status of a store error: the server's response code when the client saw one, else the code
-    MLflow maps the error to (TEMPORARILY_UNAVAILABLE -> 503, RESOURCE_DOES_NOT_EXIST -> 404, ...)."""
+    """The HTTP status a server answered a store call with, or None when no server answered it.
+
+    Not `exc.get_http_status_code()` alone: every MlflowException raised without an error code maps to 500,
+    so a client-side error (an answer that is not JSON, a bad path) would read as a server error."""
     import re
 
-    seen = re.search(r"error code (\d{3}) != 200", str(exc))  # non-JSON error pages of a proxy or server
+    from mlflow.exceptions import RestException
+
+    text = str(exc)
+    # a non-JSON error answer ("... failed with error code 403 != 200"), or MLflow's own retries running out
+    # on a retried status ("Max retries exceeded ... too many 503 error responses")
+    seen = re.search(r"error code (\d{3}) != 200|too many (\d{3}) error responses", text)
     if seen:
-        return int(seen.group(1))
-    with contextlib.suppress(Exception):
+        return int(seen.group(1) or seen.group(2))
+    if isinstance(exc, RestException):  # a JSON error answer: its error code stands for the status
         return int(exc.get_http_status_code())
     return None
 

@@ -9,7 +9,9 @@ import pytest
 
 from seedlab.report.figures import SECTIONS
 
-pytestmark = pytest.mark.browser  # tests/browser/conftest.py skips them without Chromium or Playwright
+# tests/browser/conftest.py skips them without Chromium or Playwright; the store holds the Zhou et al. import
+pytestmark = [pytest.mark.browser,
+              pytest.mark.needs_data("predictions/zhou2020_instability_bert_base_mnli", "glue/MNLI")]
 
 
 def test_report_renders_in_chromium(analysed_store, new_page, artifacts_dir):

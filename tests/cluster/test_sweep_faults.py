@@ -28,7 +28,8 @@ from _stack import (Driver, alive, descendants, job_of, kept_results, proc_table
                     trial_processes,
                     summarize_runs, trial_cell, training, unique, wait_for)
 
-pytestmark = [pytest.mark.cluster, pytest.mark.faults]
+# the smoke profile: WikiText-2 pretraining, then SST-2
+pytestmark = [pytest.mark.cluster, pytest.mark.faults, pytest.mark.needs_data("glue/SST-2", "corpus/wikitext-2")]
 
 # mini, not tiny: a tiny smoke trial trains for ~8 s, and in a clean CI run the test's polls (each a `ray list`
 # call) missed a trial on the worker node that had started and finished in between; mini trains for ~45 s.

@@ -25,7 +25,8 @@ import pytest
 
 from _stack import RAY, REPO, VENV, listening_sockets_of, summarize_runs, unique
 
-pytestmark = pytest.mark.cluster
+# the smoke profile: WikiText-2 pretraining, then SST-2
+pytestmark = [pytest.mark.cluster, pytest.mark.needs_data("glue/SST-2", "corpus/wikitext-2")]
 
 EXPERIMENT = unique("cluster-path")
 SWEEP_ARGS = ["--profile", "smoke", "--models", "tiny", "--pretrain-seeds", "0", "--finetune-seeds", "0,1"]

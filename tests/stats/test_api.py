@@ -8,8 +8,8 @@ import inspect
 
 import pytest
 
-MODULES = ("agreement", "design", "expected_max", "method_comparison", "metrics", "multibootstrap",
-           "representations", "simulate", "variance", "zhong")
+MODULES = ("agreement", "aso", "design", "ensembles", "expected_max", "method_comparison", "metrics",
+           "multibootstrap", "multiplicity", "representations", "seed_budget", "simulate", "variance", "zhong")
 # optional *data* (arrays that go with the data, not settings) may stay positional, after the data
 OPTIONAL_DATA = {"probs", "metric_values", "values", "labels", "preds_intervention", "seeds_intervention"}
 # other spellings of n_bootstrap and rng that must not come back
