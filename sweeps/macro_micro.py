@@ -5,9 +5,9 @@ RoBERTa-large fine-tuned in full and Llama-3.2-3B fine-tuned with LoRA, GLUE and
     ray job submit --working-dir . -- python sweeps/macro_micro.py --profile paper   # a GPU cluster, hub checkpoints
     seedlab analyze --experiment macro_micro-cpu
 
-Each LoRA trial's adapter initialisation has its own seed stream (`lora_seed`, derived from the fine-tuning seed
-like the head-init, data-order and dropout seeds), so adapter-init noise can be told from the others. What LoRA,
-the decoder path and the large-model settings do: docs/lora.md.
+Each LoRA trial's adapter initialisation has its own seed stream (`lora_seed`, derived from the pretraining and
+fine-tuning seeds like the head-init, data-order and dropout seeds), so adapter-init noise can be told from the
+others. What LoRA, the decoder path and the large-model settings do: docs/lora.md.
 
 This file only declares what to run; seedlab does the rest.
 """
@@ -22,11 +22,10 @@ from seedlab.run.sweep import SweepSpec, sweep_main  # noqa: E402
 
 ROBERTA, LLAMA = "FacebookAI/roberta-large", "meta-llama/Llama-3.2-3B"
 
-# GPU fractions: estimates from the models' published sizes (benchmarks/RESULTS.md, "Large models: memory
-# estimates"), to re-measure on a GPU: RoBERTa-large full fine-tuning ~8 GiB at batch 16, length 128; Llama-3.2-3B
-# with LoRA r=16, bf16 frozen weights and gradient checkpointing ~7 GiB. Memory would allow ~9 trials of either on
-# an 80 GiB GPU; the fractions are set by compute: a 3B forward/backward keeps most of a GPU busy (2 per GPU), a
-# 355M model does not (4 per GPU, as 4 BERT-base trials gave 2.8x one trial's throughput on an H100).
+# GPU fractions: UNMEASURED. No GPU has run these two models in seedlab yet; 0.25 and 0.5 are rough guesses from
+# the models' published sizes (a 3B forward/backward keeps more of a GPU busy than a 355M one), not measurements.
+# Before a real run, measure with benchmarks/bench_lora_gpu.py (1, 2, 4, 8 trials per GPU, the paper's settings)
+# and set these from its suggested fractions; every GPU trial also logs its `peak_gpu_memory_mib`.
 PAPER_GPU_FRACTION = {ROBERTA: 0.25, LLAMA: 0.5}
 
 PROFILES = {
@@ -55,8 +54,8 @@ PROFILES = {
         models=("minilm", "tiny-llama"),
         pretrain_seeds=(0,),
         finetune_seeds=(0, 1, 2),
-        # measured on SST-2 (benchmarks/RESULTS.md, "LoRA on CPU"): 500 examples x 2 epochs at 2e-3 (LoRA needs a
-        # learning rate ~10x full fine-tuning's 1e-4 at this budget)
+        # 500 SST-2 examples x 2 epochs at 2e-3 (LoRA needs a learning rate ~10x full fine-tuning's 1e-4 at this
+        # budget); what it measured: benchmarks/RESULTS.md, "LoRA on CPU"
         hparams={"learning_rate": 2e-3, "batch_size": 16, "epochs": 2, "max_seq_length": 64},
         data={"max_train": 500, "max_eval": 872},
         model_peft={"minilm": "lora", "tiny-llama": "lora"},
