@@ -138,11 +138,13 @@ def test_a_decoder_is_never_given_token_type_ids(monkeypatch):
     assert seen and all("token_type_ids" not in kwargs and "input_ids" in kwargs for kwargs in seen)
 
 
-def test_an_encoder_that_takes_no_token_type_ids_trains(tmp_path):
-    """DistilBERT's forward has no token_type_ids: giving it BERT's inputs is a TypeError."""
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+def test_an_encoder_that_takes_no_token_type_ids_is_never_given_them(tmp_path, monkeypatch):
+    """DistilBERT's forward names no token_type_ids, though seedlab's WordPiece tokenizer makes them. Its **kwargs
+    would swallow them silently, so what the forward receives is recorded; BERT, which takes them, still gets them."""
+    from transformers import BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
 
     from seedlab.data.tokenizer import load_tokenizer
+    from seedlab.errors import SeedlabError
 
     tokenizer = load_tokenizer()
     config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=64, n_layers=1, n_heads=2, hidden_dim=128)
@@ -150,16 +152,18 @@ def test_an_encoder_that_takes_no_token_type_ids_trains(tmp_path):
     DistilBertForSequenceClassification(config).save_pretrained(tmp_path, safe_serialization=True)
     tokenizer.save_pretrained(tmp_path)
     assert "token_type_ids" in tokenizer.model_input_names
-    outcome = execute_trial({**CELL, "model": str(tmp_path), "peft": None, "data": {"max_train": 16, "max_eval": 8}},
-                            device="cpu")
-    assert outcome.params["peft"] == "none" and len(outcome.predictions) == 8
-    from seedlab.errors import SeedlabError
-
+    seen = _spy_on_forward(monkeypatch, DistilBertForSequenceClassification)
     small = {**CELL, "model": str(tmp_path), "data": {"max_train": 16, "max_eval": 8}}
+    outcome = execute_trial({**small, "peft": None}, device="cpu")
+    assert outcome.params["peft"] == "none" and len(outcome.predictions) == 8
     with pytest.raises(SeedlabError, match="cannot apply LoRA to DistilBertForSequenceClassification.*target_modules"):
         execute_trial(small, device="cpu")  # peft has no default target modules for this family
     lora = execute_trial({**small, "peft": {"target_modules": ["q_lin", "v_lin"]}}, device="cpu")
     assert lora.params["lora_target_modules"] == "q_lin,v_lin"
+    assert seen and all("token_type_ids" not in kwargs and "input_ids" in kwargs for kwargs in seen)
+    bert_seen = _spy_on_forward(monkeypatch, BertForSequenceClassification)
+    execute_trial({**small, "model": "tiny", "peft": None}, device="cpu")
+    assert bert_seen and all("token_type_ids" in kwargs for kwargs in bert_seen)
 
 
 def test_full_fine_tuning_of_a_decoder_stays_available(first_run):
