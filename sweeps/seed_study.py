@@ -1,7 +1,7 @@
 """A seed study of a real pretrained model: how much of its fine-tuned result is the random seed?
 
     python sweeps/seed_study.py --profile demo     # what `make demo` runs: CPU, a few minutes
-    python sweeps/seed_study.py --profile cpu      # the study in docs/results/seed_study_cpu.md (~1 hour, 2 cores)
+    python sweeps/seed_study.py --profile cpu      # the study in docs/results/seed_study_cpu.md (~40 min, 2 cores)
     ray job submit --working-dir . -- python sweeps/seed_study.py --profile paper   # a GPU cluster, hub checkpoints
 
 Two models, both fine-tuned over several fine-tuning seeds:
@@ -24,7 +24,7 @@ from seedlab.run.sweep import SweepSpec, sweep_main  # noqa: E402
 # Continued masked-LM pretraining of the published checkpoint (seedlab.train.pretrain.PretrainConfig fields).
 DEMO_PRETRAIN = {"minilm+mlm": {"max_steps": 30, "batch_size": 16, "max_seq_length": 64, "learning_rate": 1e-4,
                                 "max_train_lines": 4000, "eval_blocks": 64, "warmup_ratio": 0.1}}
-CPU_PRETRAIN = {"minilm+mlm": {"max_steps": 200, "batch_size": 32, "max_seq_length": 64, "learning_rate": 1e-4,
+CPU_PRETRAIN = {"minilm+mlm": {"max_steps": 100, "batch_size": 32, "max_seq_length": 64, "learning_rate": 1e-4,
                                "eval_blocks": 256, "warmup_ratio": 0.1}}
 PAPER_PRETRAIN = {"minilm+mlm": {"max_steps": 10000, "batch_size": 128, "max_seq_length": 128,
                                  "learning_rate": 5e-5, "warmup_ratio": 0.06}}
@@ -46,7 +46,7 @@ PROFILES = {
         pretrain=DEMO_PRETRAIN,
         description="a real seed study in CPU minutes: MiniLM-L6 and its continued-pretraining seed families",
     ),
-    # An hour on 2 cores: 3 pretraining seed families x 3 fine-tuning seeds, SST-2 and a pair task.
+    # ~40 minutes on 2 cores: 3 pretraining seed families x 3 fine-tuning seeds, SST-2 and a pair task.
     "cpu": SweepSpec(
         name="cpu",
         tasks=("sst2", "mrpc"),

@@ -297,9 +297,6 @@ def test_a_run_without_its_predictions_is_named(store, tmp_path):
         load_experiment("contract", uri)
 
 
-@pytest.mark.xfail(strict=True, reason="seedlab/analysis/loader.py downloads through MlflowClient.download_artifacts"
-                   "(run_id, ...), whose RunsArtifactRepository turns every error of the run's artifact store (403,"
-                   " refused, timeout) into RESOURCE_DOES_NOT_EXIST; download from run.info.artifact_uri instead")
 def test_an_artifact_store_that_refuses_is_named_as_refusing(tmp_path):
     """The runs are readable but their artifacts sit on an HTTP artifact store (the REST form an MLflow
     artifact server serves) that answers 403: the error must say 403, not that the artifact is missing."""

@@ -66,3 +66,54 @@ def test_the_sweep_file_profiles_validate():
     demo = seed_study.PROFILES["demo"]
     assert len(demo.cells()) >= 8  # the demo's bar: at least 8 fine-tuning runs
     assert any(len(demo.pretrain_seeds_for(m)) >= 2 for m in demo.models)  # a noise decomposition is possible
+
+
+@pytest.mark.integration
+@pytest.mark.needs_data("glue/SST-2", "corpus/wikitext-2")
+def test_the_real_checkpoint_and_its_families_fine_tune_through_ray_and_mlflow(tmp_path, monkeypatch):
+    """The packaged MiniLM and two continued-pretraining families of it, a few dozen SST-2 examples each,
+    through a real Ray runtime and SQLite store, then the loader: the runs, their sources and their
+    predictions are what the design says."""
+    import io
+
+    import numpy as np
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from seedlab.analysis.loader import load_experiment
+    from seedlab.run.sweep import run_sweep
+
+    monkeypatch.setenv("SEEDLAB_CACHE", str(tmp_path / "cache"))  # workers read it at ray.init
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    small = spec(hparams={"batch_size": 8, "epochs": 1, "max_seq_length": 32, "learning_rate": 1e-4},
+                 data={"max_train": 32, "max_eval": 24},
+                 pretrain={"minilm+mlm": {"max_steps": 2, "batch_size": 4, "max_seq_length": 32,
+                                          "max_train_lines": 200, "eval_blocks": 4}})
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        result = run_sweep(small, "real-checkpoint", uri, out=io.StringIO())
+    finally:
+        ray.shutdown()
+    assert result.finished == 6 and result.failed == 0
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("real-checkpoint")
+    trials = client.search_runs([exp.experiment_id], "tags.`seedlab.kind` = 'trial'")
+    by_name = {r.data.tags["mlflow.runName"]: r for r in trials}
+    assert sorted(by_name) == ["sst2/minilm+mlm/p1/f0", "sst2/minilm+mlm/p1/f1", "sst2/minilm+mlm/p2/f0",
+                               "sst2/minilm+mlm/p2/f1", "sst2/minilm/p0/f0", "sst2/minilm/p0/f1"]
+    assert by_name["sst2/minilm/p0/f0"].data.params["init_source"] == "named:minilm"
+    family_sources = {by_name[f"sst2/minilm+mlm/p{p}/f0"].data.params["init_source"] for p in (1, 2)}
+    assert len(family_sources) == 2 and all(s.startswith("checkpoint:") for s in family_sources)
+    families = client.get_experiment_by_name("real-checkpoint-pretrain")  # the sweep's pretraining stage
+    pretraining = client.search_runs([families.experiment_id], "tags.`seedlab.kind` = 'pretrain'")
+    assert sorted(r.data.params["pretrain_seed"] for r in pretraining) == ["1", "2"]
+
+    loaded = load_experiment("real-checkpoint", uri).tables["sst2"]
+    assert loaded.predictions.shape == (6, 24)
+    rows = {(m, int(p), int(f)): i for i, (m, p, f) in enumerate(zip(loaded.model, loaded.pretrain_seed,
+                                                                     loaded.finetune_seed))}
+    probs = loaded.probs
+    # two families of one checkpoint are two backbones: the same fine-tuning seed gives other probabilities
+    assert not np.allclose(probs[rows["minilm+mlm", 1, 0]], probs[rows["minilm+mlm", 2, 0]])
+    assert not np.allclose(probs[rows["minilm", 0, 0]], probs[rows["minilm", 0, 1]])

@@ -1,5 +1,6 @@
 """The tuning stage on a real Ray runtime and MLflow store: search on a hold-out of train, record the
-choice, run the seed stage with it, reuse it on rerun."""
+choice, run the seed stage with it, reuse it on rerun. The sweep pretrains too, with a first pretraining seed
+that is not 0 (the tuning stage once hard-coded seed 0 beside the checkpoint key of the sweep's first seed)."""
 
 import io
 
@@ -17,8 +18,10 @@ def tuned(tmp_path_factory):
     from seedlab.run.tuning import TuningSpec
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db"
-    spec = SweepSpec(name="tuned", tasks=("rte",), models=("tiny",), pretrain_seeds=(0,), finetune_seeds=(0, 1),
+    spec = SweepSpec(name="tuned", tasks=("rte",), models=("tiny",), pretrain_seeds=(3,), finetune_seeds=(0, 1),
                      hparams={"batch_size": 16, "epochs": 1, "max_seq_length": 32}, data={"max_train": 80, "max_eval": 40},
+                     pretrained=True, pretrain={"tiny": {"max_steps": 2, "batch_size": 8, "max_seq_length": 32,
+                                                         "max_train_lines": 200, "eval_blocks": 8}},
                      tuning=TuningSpec(search_space={"learning_rate": tune.choice([1e-4, 1e-3])}, algorithm="optuna",
                                        num_samples=3, seeds=(0, 1), asha=True))
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
@@ -42,6 +45,8 @@ def test_tuning_records_trials_and_a_choice_on_the_holdout(tuned):
     assert 1 <= len(tuning) <= 3 and len(choice) == 1
     for run in tuning:  # evaluated on the hold-out of train: 20% of the 80 training examples, never the eval split
         assert run.data.params["holdout"] == "0.2" and int(run.data.params["num_eval"]) < 40
+        # fine-tuned from the sweep's own pretrained family (seed 3), not a seed-0 one
+        assert run.data.params["pretrain_seed"] == "3" and run.data.params["init_source"].startswith("checkpoint:")
         assert run.data.params["learning_rate"] in ("0.0001", "0.001")
     chosen = choice[0].data.params["learning_rate"]
     best = max(tuning, key=lambda r: r.data.metrics["criterion"])

@@ -51,6 +51,7 @@ class _Run:
     hp_config: str = ""
     seconds: float | None = None
     device: str | None = None
+    artifact_uri: str = ""
     preds: PredictionFile | None = None
     reps: np.ndarray | None = None
 
@@ -59,6 +60,8 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
                     page_size: int = 1000) -> LoadedExperiment:
     """Every trial run of `experiment` as one `RunTable` per task. `page_size`: runs per store request (every
     page is read)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run is noise
     store = client(tracking_uri)
     exp = find_experiment(store, experiment)
@@ -81,7 +84,7 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
         try:
             chosen[key] = _Run(run.info.run_id, name, p["task"], p["model"], int(p["pretrain_seed"]),
                                int(p["finetune_seed"]), p.get("method", "standard"), p.get("hp_config", ""),
-                               _trial_seconds(run.data.metrics), p.get("device"))
+                               _trial_seconds(run.data.metrics), p.get("device"), run.info.artifact_uri)
         except (KeyError, ValueError) as exc:
             raise SeedlabError(f"trial run {name} ({run.info.run_id}) lacks a valid param {exc}") from None
     missing = _missing_cells(store, exp.experiment_id, chosen.values(), page_size)
@@ -92,11 +95,14 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, split: str
     with tempfile.TemporaryDirectory(prefix="seedlab-load-") as tmp, ThreadPoolExecutor(8) as pool:
         def fetch(run: _Run) -> None:
             where = f"run {run.name} ({run.run_id})"
-            local = _download(store, run, f"{PREDICTIONS_DIR}/{split}.parquet", tmp + "/" + run.run_id)
+            # the run's own artifact store, addressed by its URI: MlflowClient.download_artifacts(run_id, ...)
+            # would turn every error of that store (403, refused) into "does not exist"
+            artifacts = get_artifact_repository(run.artifact_uri, tracking_uri=store.tracking_uri)
+            local = _download(artifacts, run, f"{PREDICTIONS_DIR}/{split}.parquet", tmp + "/" + run.run_id)
             run.preds = read_predictions(local, source=where)
-            listed = retry(store.list_artifacts, run.run_id, REPRESENTATIONS_DIR)
+            listed = retry(artifacts.list_artifacts, REPRESENTATIONS_DIR)
             if any(a.path.endswith(f"{split}.safetensors") for a in listed):
-                path = _download(store, run, f"{REPRESENTATIONS_DIR}/{split}.safetensors", tmp + "/" + run.run_id)
+                path = _download(artifacts, run, f"{REPRESENTATIONS_DIR}/{split}.safetensors", tmp + "/" + run.run_id)
                 run.reps = read_representations(path, source=where)
 
         list(pool.map(fetch, runs))
@@ -121,11 +127,12 @@ def _trial_seconds(metrics: dict) -> float | None:
     return float(metrics["time_train_s"]) if "time_train_s" in metrics else None
 
 
-def _download(store, run: _Run, path: str, dst: str) -> str:
-    """One artifact of a run. A missing one is reported as such; any other failure (the store refused the
-    credentials, the server is unreachable) as what it is, never as a missing artifact."""
+def _download(artifacts, run: _Run, path: str, dst: str) -> str:
+    """One artifact of a run from its artifact repository. A missing one is reported as such; any other failure
+    (the store refused the credentials, the server is unreachable) as what it is, never as a missing artifact."""
+    os.makedirs(dst, exist_ok=True)
     try:
-        return retry(store.download_artifacts, run.run_id, path, dst)
+        return retry(artifacts.download_artifacts, path, dst)
     except Exception as exc:  # noqa: BLE001 - turned into one line that names the run and the cause
         if _is_missing(exc):
             raise SeedlabError(f"run {run.name} ({run.run_id}) has no {path} artifact") from None

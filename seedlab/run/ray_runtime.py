@@ -9,6 +9,7 @@ stand: worker output goes to the job's log, where `ray job logs` shows it.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -21,9 +22,11 @@ QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "HF_HUB_DISABLE_PR
 
 
 def quiet_process() -> None:
-    """Set QUIET_ENV in this process (values a user set stay), before the libraries read them."""
+    """Set QUIET_ENV in this process (values a user set stay), before the libraries read them; MLflow's
+    notes on creating a new store's tables are INFO lines a sweep's user need not read."""
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 
 def init_ray(out=sys.stdout) -> None:
@@ -38,6 +41,10 @@ def init_ray(out=sys.stdout) -> None:
     if address and address.startswith("http"):
         address = "auto"
     if address is None:  # the local workers inherit this process's environment, QUIET_ENV included
+        # Token auth stays on (Ray's default for a local runtime, a token made on first use); the warning Ray
+        # prints about that default at every start is not the user's to act on. (Setting RAY_AUTH_MODE here
+        # instead is too late: Ray reads it when first imported.)
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(logging_level="WARNING", include_dashboard=False, log_to_driver=False)
         print(f"[ray] local runtime started; worker logs in {_session_logs()}", file=out, flush=True)
     else:

@@ -307,6 +307,9 @@ def sweep_main(profiles: dict[str, SweepSpec], default_experiment: str, argv=Non
     parser.add_argument("--finetune-seeds", help="comma-separated fine-tuning seeds, overriding the profile's")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the grid; launch nothing")
     args = parser.parse_args(argv)
+    from seedlab.run.ray_runtime import quiet_process
+
+    quiet_process()  # before MLflow or Ray is first used
     try:
         if args.profile not in profiles:
             raise choice_error("profile", args.profile, list(profiles))
