@@ -114,3 +114,46 @@ def test_multibootstrap_and_expected_max(case):
         got = comparison[scheme]
         close([got["delta"]["point"], got["delta"]["ci_low"], got["delta"]["ci_high"], got["p_value"]],
               [want.delta.point, want.delta.ci_low, want.delta.ci_high, want.p_value])
+
+
+def _pair_spread(values):
+    return [np.mean(values), np.std(values), np.min(values), np.max(values)]
+
+
+def test_the_paper_s_pairwise_consistency(case):
+    """Bui/Zhou et al.'s readings, one per pair of runs, recomputed by a loop over the pairs."""
+    from itertools import combinations
+
+    table, _, t = case
+    for model in MODELS:
+        preds, _, _, _ = runs(table, model)
+        same = [np.mean(preds[i] == preds[j]) for i, j in combinations(range(len(preds)), 2)]
+        both = [np.mean((preds[i] == table.labels) & (preds[j] == table.labels))
+                for i, j in combinations(range(len(preds)), 2)]
+        got = t["models"][model]["pairwise_consistency"]
+        assert got["n_runs"] == len(preds) and got["n_pairs"] == len(same)
+        s, c = got["consistency"], got["correct_consistency"]
+        close([s["mean"], s["sd"], s["min"], s["max"]], _pair_spread(same))
+        close([c["mean"], c["sd"], c["min"], c["max"]], _pair_spread(both))
+        close(s["mean"], t["models"][model]["agreement_pairwise"])
+
+
+def test_the_pearson_between_runs_of_a_regression_task(tmp_path):
+    from itertools import combinations
+
+    from scipy.stats import pearsonr
+
+    from seedlab.analysis.render import render_summary
+    from store_builder import regression_table
+
+    loaded = load_experiment("reg", build_store(tmp_path, "reg", [regression_table("stsb", ["tiny"], P=1, F=4, m=30,
+                                                                                   rng=2)]))
+    values = loaded.tables["stsb"].predictions  # as stored (float32), which is what the analysis reads
+    result = analyze(loaded, AnalysisOptions(n_bootstrap=B, seed=SEED, decay_bootstrap=DECAY_B))
+    got = result["tasks"]["stsb"]["models"]["tiny"]["pairwise_consistency"]
+    r = [pearsonr(values[i].astype(np.float64), values[j].astype(np.float64)).statistic
+         for i, j in combinations(range(4), 2)]
+    assert got["n_pairs"] == 6 and got["n_undefined"] == 0 and "consistency" not in got
+    close([got["pearson"][k] for k in ("mean", "sd", "min", "max")], _pair_spread(r))
+    text = render_summary(result)
+    assert "Pearson between runs" in text and f"{np.mean(r):.4f} \u00b1 {np.std(r):.4f}" in text

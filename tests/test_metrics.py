@@ -82,3 +82,27 @@ def test_registry_and_validation():
         metrics.accuracy([[0, 1]], [[0, 1]])
     with pytest.raises(ValueError, match="binary"):
         metrics.f1([0, 2], [0, 1])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_exact_match_is_the_share_of_questions_with_every_option_right(seed):
+    rng = np.random.default_rng(seed)
+    questions = rng.integers(0, 25, 150).astype(str)  # options of a question need not be adjacent
+    labels = rng.integers(0, 2, 150)
+    preds = np.where(rng.random(150) < 0.85, labels, 1 - labels)
+    by_question: dict = {}
+    for q, y, p in zip(questions, labels, preds):
+        by_question.setdefault(q, []).append(y == p)
+    expected = sum(all(right) for right in by_question.values()) / len(by_question)
+    assert metrics.exact_match(labels, preds, questions) == pytest.approx(expected, abs=1e-15)
+    assert metrics.score("exact_match", labels, preds, groups=questions) == metrics.exact_match(labels, preds, questions)
+    assert metrics.score("f1", labels, preds, groups=questions) == metrics.f1(labels, preds)  # F1a ignores groups
+    assert 0 < expected < 1
+
+
+def test_a_grouped_metric_needs_its_groups():
+    with pytest.raises(ValueError, match="exact_match.*groups="):
+        metrics.score("exact_match", [0, 1], [0, 1])
+    with pytest.raises(ValueError, match="one entry per instance"):
+        metrics.exact_match([0, 1], [0, 1], ["q1"])
+    assert "exact_match" not in metrics.ALL_METRIC_NAMES  # no batched form: resampling options splits questions

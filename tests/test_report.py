@@ -140,6 +140,8 @@ def test_report_tables_carry_the_plotted_numbers(full_result, written):
     assert f"{t['multibootstrap']['comparison']['seeds_only']['delta']['ci_low']:.4f}" in text
     assert f"{t['zhong']['decay'][0]['lower_bound']:.4f}" in text
     assert f"{t['representations']['mini']['by_layer']['cka'][2]:.4f}" in text
+    pairs = t["models"]["small"]["pairwise_consistency"]  # Bui/Zhou et al.'s readings over pairs of runs
+    assert f"{pairs['correct_consistency']['mean']:.4f}" in text and f"{pairs['consistency']['min']:.4f}" in text
     # headline: mean ± SD and the fine-tuning share of seed variance, per model
     head = text[text.index('id="headline"'):text.index('id="task-sst2"')]
     for model, m in t["models"].items():

@@ -86,6 +86,10 @@ def test_analysis_of_a_real_store_validates(store_result):
     # issue 15's sections: every task has ASO (regression too); classification has the other three
     assert {"aso", "seed_budget", "multiplicity", "ensembles"} <= set(sst2) and "pairs" in sst2["aso"]["models"]
     assert "aso" in stsb and not {"seed_budget", "multiplicity", "ensembles"} & set(stsb)
+    # Bui/Zhou et al.'s pairwise readings: label consistency for classification, Pearson between runs for regression
+    assert set(sst2["models"]["tiny"]["pairwise_consistency"]) == {"n_runs", "n_pairs", "consistency",
+                                                                   "correct_consistency"}
+    assert set(stsb["models"]["tiny"]["pairwise_consistency"]) == {"n_runs", "n_pairs", "pearson", "n_undefined"}
 
 
 def designs():
@@ -142,6 +146,7 @@ def test_analyses_of_simulated_designs_validate(name):
         assert "pairs" in task["aso"]["methods"]["tiny"] and "pairs" in task["aso"]["methods"]["mini"]
     if name == "a single run":
         assert task["zhong"]["decay_unavailable"] and "unavailable" in task["ensembles"]["models"]["tiny"]
+        assert task["models"]["tiny"]["pairwise_consistency"] is None  # one run: no pair
 
 
 # --------------------------------------------------------------------------------------------------

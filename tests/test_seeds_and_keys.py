@@ -84,3 +84,54 @@ def test_the_compute_version_enters_the_trial_key(monkeypatch):
     assert len(set(keys.values())) == 3
     unversioned = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
     assert keys[1] == hashlib.sha256(unversioned.encode()).hexdigest()[:20]  # keys logged before versions existed
+
+
+STANDARD_KEYS = {"task", "model", "method", "pretrain_seed", "finetune_seed", "init_seed", "order_seed", "dropout_seed",
+                 "hparams", "data", "pretrained", "log_representations"}
+
+
+def test_full_fine_tuning_cells_keep_their_resolved_form_and_keys():
+    assert set(resolve_cell(CELL)) == STANDARD_KEYS  # no LoRA or training keys with default values
+    for same in ({"peft": None}, {"peft": "none"}, {"training": {}}, {"training": {"grad_accumulation": 1}},
+                 {"log_adapter": False}):
+        assert trial_key({**CELL, **same}) == trial_key(CELL), same
+
+
+def test_lora_cells_carry_their_settings_and_their_own_seed_stream():
+    from seedlab.train.seeds import lora_seed
+
+    lora = resolve_cell({**CELL, "peft": "lora"})
+    assert set(lora) == STANDARD_KEYS | {"peft", "lora_seed"}
+    assert lora["peft"] == {"method": "lora", "r": 8, "alpha": 16.0, "dropout": 0.1, "target_modules": None}
+    assert lora["lora_seed"] == derive_seed(2, "lora/pretrain-1") == lora_seed(2, pretrain_seed=1)
+    assert lora["lora_seed"] not in trial_seeds(2, pretrain_seed=1).values()
+    # nested like the other streams: f=2 under another pretraining seed draws another adapter
+    assert resolve_cell({**CELL, "peft": "lora", "pretrain_seed": 0})["lora_seed"] != lora["lora_seed"]
+    assert {k: lora[k] for k in STANDARD_KEYS} == resolve_cell(CELL)  # the other streams do not move
+    overridden = resolve_cell({**CELL, "peft": "lora", "lora_seed": 5})
+    assert overridden["lora_seed"] == 5 and {k: overridden[k] for k in STANDARD_KEYS} == resolve_cell(CELL)
+    assert resolve_cell(lora) == lora  # a resolved cell resolves to itself
+    key = trial_key({**CELL, "peft": "lora"})
+    assert key == trial_key({**CELL, "peft": {"method": "lora", "r": 8, "alpha": 16}})
+    assert len({key, trial_key(CELL), trial_key({**CELL, "peft": {"r": 16}}),
+                trial_key({**CELL, "peft": "lora", "lora_seed": 5}),
+                trial_key({**CELL, "peft": "lora", "training": {"gradient_checkpointing": True}})}) == 5
+
+
+@pytest.mark.parametrize("cell,match", [
+    ({"lora_seed": 3}, "need a LoRA cell"),
+    ({"log_adapter": True}, "need a LoRA cell"),
+    ({"peft": "lora", "method": "mixout"}, "cannot be combined with LoRA"),
+    ({"peft": {"r": 0}}, r"invalid LoRA r 0 \(valid"),
+    ({"peft": {"rank": 8}}, r"unknown LoRA option\(s\) \['rank'\]"),
+    ({"peft": "adapters"}, r"invalid peft 'adapters' \(valid: 'none', 'lora'"),
+    ({"training": {"dtype": "bf16"}}, r"unknown training setting\(s\) \['dtype'\]"),
+    ({"training": {"torch_dtype": "float16"}}, r"invalid torch_dtype 'float16' \(valid: float32, bfloat16\)"),
+    ({"training": {"grad_accumulation": 32}}, "grad_accumulation 32 exceeds batch_size 16"),
+])
+def test_bad_lora_and_training_settings_are_one_line_errors(cell, match):
+    from seedlab.errors import SeedlabError
+
+    with pytest.raises(SeedlabError, match=match) as err:
+        resolve_cell({**CELL, **cell})
+    assert "\n" not in str(err.value)

@@ -14,7 +14,8 @@ in it. In short::
 
 The four sections after expected_max (almost stochastic order, how many seeds, predictive multiplicity, seed
 ensembles) were added without a version bump: they are optional keys of the schema, so results written before
-them still validate, and no key a consumer read before changed.
+them still validate, and no key a consumer read before changed. So was each model's "pairwise_consistency"
+(Bui/Zhou et al.'s readings per pair of runs; consumers read it with `.get`).
 
 Every number is a float, None where undefined (with the reason beside it). `sd` is the population SD over
 runs (ddof=0, Du & Nguyen's choice); `ddof` is recorded beside it.
@@ -35,7 +36,7 @@ from seedlab.errors import SeedlabError
 from seedlab.stats.metrics import score
 from seedlab.data.catalog import model_order
 from seedlab.stats.agreement import (agreement_matrix, agreement_pairwise, consistency_all, fleiss_kappa, instability_measures,
-                                     measure_agreement, subsample_insensitivity, summarize_metric)
+                                     measure_agreement, pairwise_consistency, subsample_insensitivity, summarize_metric)
 from seedlab.stats.representations import REPRESENTATION_DISTANCES, pairwise_layer_distances
 from seedlab.stats.design import RunTable, design_report
 from seedlab.stats.multibootstrap import multibootstrap
@@ -104,7 +105,11 @@ def summarize_model(table: RunTable, model: str, metrics: tuple[str, ...]) -> di
         "n_runs": int(len(rows)),
         "metrics": {name: {**summarize_metric(v, ddof=DDOF), "values": v} for name, v in values.items()},
         "consistency_all": None, "agreement_pairwise": None, "fleiss_kappa": None, "instability": None,
+        "pairwise_consistency": None,
     }
+    if len(rows) >= 2:  # Bui/Zhou et al.'s readings per pair of runs; Pearson between runs for a regression task
+        out["pairwise_consistency"] = pairwise_consistency(preds, None if table.is_regression else table.labels,
+                                                           regression=table.is_regression)
     if table.is_regression:
         out["agreement_note"] = "label agreement is undefined for a regression task"
     elif len(rows) < 2:

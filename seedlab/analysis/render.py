@@ -54,9 +54,34 @@ def render_summary(result: dict) -> str:
         out += text_table(header, rows)
         out.append("consistency_all: share of instances on which all N runs agree (falls as N grows); "
                    "agreement_pairwise: mean share over run pairs (= 1 - PD); N = runs.")
-        out += _instability(t) + _representations(t) + _zhong(t) + _bootstrap(t) + _design(t)
+        out += _instability(t) + _paper_consistency(t) + _representations(t) + _zhong(t) + _bootstrap(t) + _design(t)
         out += _aso(t) + _seed_budget(t) + _multiplicity(t) + _ensembles(t)
     return "\n".join(out)
+
+
+def _pair_cell(summary) -> str:
+    """A pairwise reading as 'mean +- SD [min, max]' over run pairs."""
+    if summary is None:
+        return "-"
+    return f"{fmt(summary['mean'])} \u00b1 {fmt(summary['sd'])} [{fmt(summary['min'])}, {fmt(summary['max'])}]"
+
+
+def _paper_consistency(t: dict) -> list[str]:
+    have = {model: m["pairwise_consistency"] for model, m in t["models"].items() if m.get("pairwise_consistency")}
+    if not have:
+        return []
+    title = ("-- Bui/Zhou et al.'s consistency per pair of runs of different seeds (mean \u00b1 SD over pairs "
+             "[min, max], ddof=0) --")
+    if t["is_regression"]:
+        rows = [[short_name(model), str(p["n_pairs"]), _pair_cell(p["pearson"]), str(p["n_undefined"])]
+                for model, p in have.items()]
+        return ["", title, *text_table(["model", "pairs", "Pearson between runs", "undefined pairs"], rows),
+                "Pearson between runs: r of two runs' predicted values; a pair with a constant run is left out."]
+    rows = [[short_name(model), str(p["n_pairs"]), _pair_cell(p["consistency"]), _pair_cell(p["correct_consistency"])]
+            for model, p in have.items()]
+    return ["", title, *text_table(["model", "pairs", "consistency", "correct consistency"], rows),
+            "consistency: share of instances two runs label alike (its mean is agreement_pairwise); "
+            "correct consistency: share both runs get right."]
 
 
 def _instability(t: dict) -> list[str]:

@@ -58,6 +58,37 @@ NAMED_CHECKPOINTS: dict[str, NamedCheckpoint] = {
 }
 
 
+@dataclass(frozen=True)
+class RandomDecoder:
+    """A small decoder seedlab builds itself: a Llama-style config with weights drawn from `build_seed`, saved once
+    as safetensors in seedlab's cache (`seedlab.train.models.random_decoder_dir`) and then loaded like any published
+    decoder checkpoint, with a tokenizer that has no pad token (as Llama's). Its accuracy is not the point: it
+    exercises the decoder path (no token_type_ids, a pad token set from EOS, last-token pooling, LoRA on q_proj and
+    v_proj) in CPU seconds. Vocabulary: seedlab's WikiText-2 WordPiece (`seedlab.data.tokenizer`)."""
+
+    display_name: str
+    model_type: str  # a transformers config type with a sequence-classification head: "llama", "qwen2", ...
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    build_seed: int = 0
+
+    def config_fields(self) -> dict:
+        """The transformers config fields of the shape (vocabulary and special tokens come from the tokenizer)."""
+        return {"num_hidden_layers": self.layers, "hidden_size": self.hidden, "num_attention_heads": self.heads,
+                "num_key_value_heads": self.kv_heads, "intermediate_size": self.intermediate,
+                "max_position_embeddings": MAX_POSITIONS, "tie_word_embeddings": True}
+
+
+RANDOM_DECODERS: dict[str, RandomDecoder] = {
+    # 2 layers, hidden 64, 4 heads sharing 2 key-value heads (grouped-query attention, as Llama 3): ~0.6 M weights.
+    "tiny-llama": RandomDecoder(display_name="tiny-llama (random)", model_type="llama", layers=2, hidden=64, heads=4,
+                                kv_heads=2, intermediate=128),
+}
+
+
 # "<named checkpoint>+mlm": that checkpoint after continued masked-LM pretraining on WikiText-2, one family per
 # pretraining seed (its new MLM head, data order, masking and dropout drawn from that seed), the way
 # domain-adaptive pretraining families are made (seedlab.train.pretrain).
@@ -78,7 +109,7 @@ def is_pretrainable(model: str) -> bool:
 def short_name(model: str) -> str:
     """The model's name in run names: a name seedlab knows as it is ("mini", "minilm", "minilm+mlm"); a hub
     name or a local path by its last component ("google/multiberts-seed_3" -> "multiberts-seed_3")."""
-    if model in BERT_SIZES or model in NAMED_CHECKPOINTS or continued_base(model):
+    if model in BERT_SIZES or model in NAMED_CHECKPOINTS or model in RANDOM_DECODERS or continued_base(model):
         return model
     return model.rstrip("/").rsplit("/", 1)[-1] or model
 
@@ -92,6 +123,8 @@ def display_name(model: str) -> str:
     """
     if model in NAMED_CHECKPOINTS:
         return NAMED_CHECKPOINTS[model].display_name
+    if model in RANDOM_DECODERS:
+        return RANDOM_DECODERS[model].display_name
     base = continued_base(model)
     if base is not None:
         return NAMED_CHECKPOINTS[base].display_name + "+MLM"

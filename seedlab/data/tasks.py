@@ -7,6 +7,14 @@ directory (`seedlab.data.paths.local_data_dir`) when it has the task, else from 
 Tasks with only one labelled split available offline (QNLI, MNLI, BoolQ) are split deterministically by
 a hash of each instance id: `sha256(instance_id) mod 100 < 20` goes to eval, the rest to train. The rule
 depends on the id alone, so it never changes with file order, and no instance is ever in both splits.
+
+Hub-only tasks (QQP; SuperGLUE MultiRC, WiC, WSC and RTE) load through their hub names. A copy of a hub dataset
+repository in its own layout under `<data dir>/hub/<hub name>` (e.g. `hub/aps/super_glue`, as
+`huggingface-cli download aps/super_glue --repo-type dataset --local-dir ...` makes it) is read in its place.
+
+MultiRC is answer-option classification: each instance is one (paragraph, question, answer) with a true/false
+label, and its instance id `<split>-<paragraph>-<question>-<answer>` carries the question
+(`instance_groups`), which its exact-match metric needs.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ class TaskSpec:
     text_columns: tuple[str, str | None] = ("sentence", None)  # (text_a, text_b) source columns
     label_column: str = "label"
     read_options: dict = field(default_factory=dict)  # pandas read_csv options for TSV files
+    grouped: bool = False  # instances are answer options of questions: the id without its last part is the question
 
     @property
     def is_regression(self) -> bool:
@@ -83,8 +92,50 @@ TASKS: dict[str, TaskSpec] = {
         # label 0 = choice1, 1 = choice2.
         TaskSpec("copa", "aps/super_glue", "copa", "validation", ("choice1", "choice2"), ("accuracy",),
                  "superglue/COPA", "train.jsonl", "val.jsonl", text_columns=("premise", "choices")),
+        # MultiRC: text_a = paragraph, text_b = question + candidate answer; f1 is SuperGLUE's F1a (binary F1 over
+        # all answer options), exact_match the share of questions with every option right.
+        TaskSpec("multirc", "aps/super_glue", "multirc", "validation", ("false", "true"), ("f1", "exact_match"),
+                 None, None, None, text_columns=("paragraph", "question"), grouped=True),
+        # WiC: text_a = "<word>: <sentence1>", text_b = sentence2; true = the word has the same sense in both.
+        TaskSpec("wic", "aps/super_glue", "wic", "validation", ("false", "true"), ("accuracy",),
+                 None, None, None, text_columns=("sentence1", "sentence2")),
+        # WSC (the "wsc.fixed" config: corrected span indices): text_a = text, text_b = a question whether the
+        # pronoun (span2) refers to the noun phrase (span1); true = it does.
+        TaskSpec("wsc", "aps/super_glue", "wsc.fixed", "validation", ("false", "true"), ("accuracy",),
+                 None, None, None, text_columns=("text", "span1_text")),
+        # SuperGLUE's RTE (the same data as GLUE's RTE, from the SuperGLUE release)
+        TaskSpec("rte_sg", "aps/super_glue", "rte", "validation", ("entailment", "not_entailment"), ("accuracy",),
+                 None, None, None, text_columns=("premise", "hypothesis")),
     ]
 }
+
+# text_a, text_b of the tasks whose inputs are built from several columns
+_FORMATS = {
+    "copa": lambda row: (f"{row['premise']} What was the {row['question']}?", f"{row['choice1']} {row['choice2']}"),
+    "multirc": lambda row: (str(row["paragraph"]), f"{row['question']} {row['answer']}"),
+    "wic": lambda row: (f"{row['word']}: {row['sentence1']}", str(row["sentence2"])),
+    "wsc": lambda row: (str(row["text"]), f'Does "{row["span2_text"]}" refer to "{row["span1_text"]}"?'),
+}
+
+
+def instance_groups(task: str, instance_ids) -> np.ndarray | None:
+    """The group (MultiRC: the question) of each instance of a grouped task, from its instance id; None for the
+    other tasks.
+
+    Parameters
+    ----------
+    task : str
+        A task name of `TASKS`.
+    instance_ids : array-like of str
+        Instance ids as the loader made them (`<split>-<paragraph>-<question>-<answer>` for MultiRC).
+
+    Returns
+    -------
+    ndarray of str, shape (m,), or None
+    """
+    if not get_task(task).grouped:
+        return None
+    return np.asarray([str(i).rsplit("-", 1)[0] for i in instance_ids])
 
 
 def get_task(name: str) -> TaskSpec:
@@ -106,9 +157,8 @@ def _normalise(spec: TaskSpec, ds, id_prefix: str):
     col_a, col_b = spec.text_columns
 
     def convert(row, index):
-        if spec.name == "copa":
-            text_a = f"{row['premise']} What was the {row['question']}?"
-            text_b = f"{row['choice1']} {row['choice2']}"
+        if spec.name in _FORMATS:
+            text_a, text_b = _FORMATS[spec.name](row)
         else:
             text_a = str(row[col_a])
             text_b = "" if col_b is None else str(row[col_b])
@@ -122,7 +172,11 @@ def _normalise(spec: TaskSpec, ds, id_prefix: str):
         else:
             label = int(raw)
         ident = row.get("idx", index)
-        return {"instance_id": f"{id_prefix}-{int(ident):06d}", "text_a": text_a, "text_b": text_b, "label": label}
+        if isinstance(ident, dict):  # MultiRC: {paragraph, question, answer}, the question id kept for its metric
+            instance_id = f"{id_prefix}-{int(ident['paragraph']):05d}-{int(ident['question']):05d}-{int(ident['answer']):06d}"
+        else:
+            instance_id = f"{id_prefix}-{int(ident):06d}"
+        return {"instance_id": instance_id, "text_a": text_a, "text_b": text_b, "label": label}
 
     import datasets
 
@@ -198,8 +252,16 @@ def _load_local(spec: TaskSpec, directory: Path):
     return evaluation.select(np.flatnonzero(~is_eval)), evaluation.select(np.flatnonzero(is_eval))
 
 
+def hub_snapshot(spec: TaskSpec) -> Path | None:
+    """A local copy of the task's hub repository, `<data dir>/hub/<hub name>`, when there is one."""
+    data_dir = local_data_dir()
+    folder = data_dir / "hub" / spec.hub_path if data_dir else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
 def _load_hub(spec: TaskSpec):
     import datasets
 
-    raw = datasets.load_dataset(spec.hub_path, spec.hub_config)
+    snapshot = hub_snapshot(spec)
+    raw = datasets.load_dataset(str(snapshot) if snapshot else spec.hub_path, spec.hub_config)
     return _normalise(spec, raw["train"], "train"), _normalise(spec, raw[spec.hub_eval_split], "dev")

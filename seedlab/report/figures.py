@@ -739,6 +739,29 @@ def instability_table(task: str, t: dict) -> list:
                   "runs agree (falls as runs grow).")]
 
 
+def paper_consistency_table(task: str, t: dict) -> list:
+    """Bui/Zhou et al.'s readings per pair of runs of different seeds (older results lack them: no section)."""
+    models = t["models"]
+    if not any("pairwise_consistency" in mm for mm in models.values()):
+        return []  # a result written before these readings
+    have = {m: mm["pairwise_consistency"] for m, mm in models.items() if mm["pairwise_consistency"]}
+    if not have:
+        return [Unavailable("Consistency between pairs of runs", "every model has fewer than 2 runs")]
+    spread = lambda s: (None, None, None, None) if s is None else (s["mean"], s["sd"], s["min"], s["max"])  # noqa: E731
+    if t["is_regression"]:
+        rows = tuple((m, p["n_runs"], p["n_pairs"], *spread(p["pearson"]), p["n_undefined"]) for m, p in have.items())
+        return [Table(("model", "runs", "pairs", "Pearson: mean", "SD", "min", "max", "undefined pairs"), rows,
+                      "Pearson correlation of two runs' predicted values, over every pair of runs (SD with ddof=0); "
+                      "a pair with a constant run has none and is left out.")]
+    rows = tuple((m, p["n_runs"], p["n_pairs"], *spread(p["consistency"]), *spread(p["correct_consistency"]))
+                 for m, p in have.items())
+    return [Table(("model", "runs", "pairs", "consistency: mean", "SD", "min", "max", "correct consistency: mean",
+                   "SD", "min", "max"), rows,
+                  "Over every pair of runs i, j (SD with ddof=0): consistency = (1/m) \u2211_k [\u0177_ik = \u0177_jk], "
+                  "the share of instances the two label alike (its mean is agreement_pairwise); correct consistency "
+                  "= (1/m) \u2211_k [\u0177_ik = y_k][\u0177_jk = y_k], the share both get right.")]
+
+
 # --------------------------------------------------------------------------------------------------
 # issue 15: almost stochastic order, seed budget, predictive multiplicity, seed ensembles
 # --------------------------------------------------------------------------------------------------
@@ -1055,6 +1078,9 @@ SECTIONS = (
      "How much the task metric moves when only the seed changes.", metric_distributions),
     ("instability", "Prediction-level instability",
      "Do runs with similar scores make the same predictions?", instability_table),
+    ("paper-consistency", "Consistency between pairs of runs",
+     "How alike are two runs of different seeds, and how often are both right? (Bui/Zhou, Savova & Wang 2025)",
+     paper_consistency_table),
     ("agreement", "Run \u00d7 run agreement",
      "The share of instances on which each pair of runs predicts the same label.", agreement_heatmaps),
     ("instance-accuracy", "Instance accuracy between models",

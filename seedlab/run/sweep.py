@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seedlab.errors import SeedlabError, choice_error
-from seedlab.train.finetune import Hyperparameters
+from seedlab.train.finetune import Hyperparameters, TrainingSettings
+from seedlab.train.lora import LoraSettings
 from seedlab.train.mitigation import METHODS, validate_method
-from seedlab.data.catalog import NAMED_CHECKPOINTS, is_pretrainable
+from seedlab.data.catalog import NAMED_CHECKPOINTS, RANDOM_DECODERS, is_pretrainable
 from seedlab.train.models import BERT_SIZES, check_loadable, validate_model
 from seedlab.run.progress import SweepProgress, tune_callback
 from seedlab.data.tasks import TASKS, get_task
@@ -43,6 +44,13 @@ class SweepSpec:
     # per-model overrides of `pretrain_seeds`, e.g. {"minilm": (0,)}: a published checkpoint has one pretraining seed
     model_pretrain_seeds: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)  # max_train, max_eval, data_seed
+    # per-model LoRA ("lora" or seedlab.train.lora.LoraSettings fields), e.g. {"meta-llama/Llama-3.2-3B": {"r": 16}};
+    # models not named here are fine-tuned in full
+    model_peft: dict = field(default_factory=dict)
+    # per-model large-model settings (seedlab.train.finetune.TrainingSettings fields: torch_dtype,
+    # gradient_checkpointing, grad_accumulation)
+    model_training: dict = field(default_factory=dict)
+    log_adapter: bool = False  # log each LoRA trial's adapter (safetensors) with its run
     cpus_per_trial: float = 1.0
     gpu_fraction: dict = field(default_factory=lambda: dict(DEFAULT_GPU_FRACTION))  # per model; others: 1.0
     max_failures: int = 2  # retries per trial (FailureConfig)
@@ -73,13 +81,19 @@ class SweepSpec:
                 raise SeedlabError(f"model_pretrain_seeds names model {model!r} with seeds {seeds!r} (valid: a model "
                                    f"the sweep runs, {', '.join(self.models)}, with at least one seed)")
         for model in self.models:  # one published checkpoint: more pretraining seeds would repeat one computation
-            if (model in NAMED_CHECKPOINTS or Path(model).exists()) and len(self.pretrain_seeds_for(model)) > 1:
+            if ((model in NAMED_CHECKPOINTS or model in RANDOM_DECODERS or Path(model).exists())
+                    and len(self.pretrain_seeds_for(model)) > 1):
                 raise SeedlabError(f"model {model!r} has one published checkpoint, so one pretraining seed (valid: "
                                    f"model_pretrain_seeds={{{model!r}: (0,)}}; seed families: {model}+mlm)")
-        for model, overrides in self.model_hparams.items():
-            if model not in self.models:
-                raise SeedlabError(f"model_hparams names model {model!r}, which the sweep does not run "
-                                   f"(valid: {', '.join(self.models)})")
+        for option in ("model_hparams", "model_peft", "model_training"):
+            for model in getattr(self, option):
+                if model not in self.models:
+                    raise SeedlabError(f"{option} names model {model!r}, which the sweep does not run "
+                                       f"(valid: {', '.join(self.models)})")
+        for model, peft in self.model_peft.items():
+            LoraSettings.from_cell(peft)
+        for model, training in self.model_training.items():
+            TrainingSettings.from_cell(training)
         for hparams in (self.hparams, *self.model_hparams.values()):
             unknown = set(hparams) - set(Hyperparameters.__dataclass_fields__)
             if unknown:
@@ -88,6 +102,9 @@ class SweepSpec:
         if self.cpus_per_trial <= 0 or self.max_failures < 0:
             raise SeedlabError("cpus_per_trial must be > 0 and max_failures >= 0")
         if self.tuning is not None:
+            if self.model_peft or self.model_training:  # the tuning stage's trials would be full fine-tuning
+                raise SeedlabError(f"sweep {self.name!r}: a tuning stage cannot be combined with model_peft or "
+                                   "model_training yet (valid: tune without them, then set hparams/model_hparams)")
             self.tuning.validate()
         if self.pretrain is not None:
             from seedlab.train.pretrain import stage_configs
@@ -138,6 +155,11 @@ class SweepSpec:
                                     "hparams": hparams, "data": dict(self.data),
                                     "pretrained": self.pretrained and is_pretrainable(m),
                                     "log_representations": self.log_representations}
+                            if m in self.model_peft:
+                                cell["peft"] = self.model_peft[m]
+                                cell["log_adapter"] = self.log_adapter
+                            if m in self.model_training:
+                                cell["training"] = dict(self.model_training[m])
                             if choice:
                                 cell["tuning_choice"] = choice.run_id
                             if self.pretrain_key(m, p):

@@ -4,6 +4,10 @@ predict, log one MLflow run. It knows nothing of the grid around it.
 A cell is a dict: task, model, pretrain_seed, finetune_seed, optional init/order/dropout seed overrides,
 optional `method` (a mitigation method of `seedlab.train.mitigation`, default "standard"),
 `hparams` (see `seedlab.train.finetune.Hyperparameters`) and `data` (max_train, max_eval, data_seed).
+Optional, and in the resolved cell only when used (so other cells keep their trial keys): `peft` ("lora" or a dict
+of `seedlab.train.lora.LoraSettings`, with a `lora_seed` override), `log_adapter` (log the LoRA adapter as
+safetensors), `training` (`seedlab.train.finetune.TrainingSettings`: bf16 weights, gradient checkpointing,
+gradient accumulation).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from seedlab import __version__
-from seedlab.train.finetune import Hyperparameters, encode, finetune, predict
+from seedlab.errors import SeedlabError
+from seedlab.train.finetune import Hyperparameters, TrainingSettings, encode, finetune, predict
+from seedlab.train.lora import PEFT_LORA, PEFT_NONE, LoraSettings
 from seedlab.train.mitigation import prepare, validate_method
-from seedlab.train.seeds import trial_seeds
+from seedlab.train.seeds import lora_seed, trial_seeds
 from seedlab.data.tasks import EVAL_SPLIT, get_task, holdout_split, load_task
 
 # holdout: a fraction of the training split to evaluate on instead of the evaluation split (tuning stages).
@@ -33,6 +39,25 @@ def resolve_cell(cell: dict) -> dict:
                         order_seed=cell.get("order_seed"), dropout_seed=cell.get("dropout_seed"))
     method = cell.get("method", "standard")
     validate_method(method)
+    lora = LoraSettings.from_cell(cell.get("peft"))
+    if lora is None and (cell.get("lora_seed") is not None or cell.get("log_adapter")):
+        raise SeedlabError("lora_seed and log_adapter need a LoRA cell (valid: peft='lora' or peft={'r': ...})")
+    if lora is not None and method != "standard":
+        raise SeedlabError(f"mitigation method {method!r} cannot be combined with LoRA (valid: method 'standard')")
+    hparams = Hyperparameters(**cell.get("hparams", {}))
+    training = TrainingSettings.from_cell(cell.get("training"))
+    if training.grad_accumulation > hparams.batch_size:
+        raise SeedlabError(f"grad_accumulation {training.grad_accumulation} exceeds batch_size {hparams.batch_size} "
+                           "(valid: at most one micro-batch per row; batch_size is the effective batch)")
+    optional = {}
+    if lora is not None:
+        optional["peft"] = lora.as_cell()
+        optional["lora_seed"] = lora_seed(cell["finetune_seed"], pretrain_seed=cell["pretrain_seed"],
+                                         override=cell.get("lora_seed"))
+        if cell.get("log_adapter"):
+            optional["log_adapter"] = True
+    if training.as_cell() is not None:
+        optional["training"] = training.as_cell()
     return {
         "task": cell["task"],
         "model": cell["model"],
@@ -40,12 +65,13 @@ def resolve_cell(cell: dict) -> dict:
         "pretrain_seed": int(cell["pretrain_seed"]),
         "finetune_seed": int(cell["finetune_seed"]),
         **seeds,
-        "hparams": Hyperparameters(**cell.get("hparams", {})).as_params(),
+        "hparams": hparams.as_params(),
         "data": {**DATA_DEFAULTS, **cell.get("data", {})},
         "pretrained": bool(cell.get("pretrained", False)),
         "log_representations": bool(cell.get("log_representations", False)),
         # which pretraining run's checkpoint (a hash of its PretrainConfig), when the sweep pretrains
         **({"pretrain_key": cell["pretrain_key"]} if cell.get("pretrain_key") else {}),
+        **optional,
     }
 
 
@@ -86,21 +112,41 @@ class TrialOutcome:
     predictions: np.ndarray
     probs: np.ndarray | None
     representations: np.ndarray | None = None  # (L, m, d) float16 first-token states, when asked for
+    adapter_model: object = None  # the trained peft model, when the cell asks for its adapter to be logged
+
+
+ADAPTER_DIR = "adapter"  # the artifact folder of a logged LoRA adapter (adapter_model.safetensors, adapter_config.json)
+
+
+def write_adapter(outcome: TrialOutcome, out_dir: Path) -> Path | None:
+    """Save the trial's LoRA adapter (and its fully trained head) under `out_dir/adapter` as safetensors with peft's
+    own `save_pretrained`; None when the cell did not ask for it."""
+    if outcome.adapter_model is None:
+        return None
+    folder = Path(out_dir) / ADAPTER_DIR
+    outcome.adapter_model.save_pretrained(folder, safe_serialization=True)
+    return folder
 
 
 def execute_trial(cell: dict, device: str | None = None, tracking_uri: str | None = None) -> TrialOutcome:
     """Fine-tune and predict for one cell; no tracking. Deterministic on CPU."""
     import torch
 
+    from seedlab.data.tasks import instance_groups
     from seedlab.store.checkpoints import find_checkpoint, require_checkpoint
     from seedlab.stats.metrics import score
-    from seedlab.train.models import resolve_model
+    from seedlab.train.lora import apply_lora, target_modules
+    from seedlab.train.models import model_inputs, resolve_model
 
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     c = resolve_cell(cell)
     spec = get_task(c["task"])
     hp = Hyperparameters(**c["hparams"])
+    settings = TrainingSettings.from_cell(c.get("training"))
+    lora = LoraSettings.from_cell(c.get("peft"))
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     train_ds, eval_ds = load_task(c["task"], c["data"]["max_train"], c["data"]["max_eval"], c["data"]["data_seed"])
     if c["data"]["holdout"]:
@@ -111,13 +157,17 @@ def execute_trial(cell: dict, device: str | None = None, tracking_uri: str | Non
     elif c["pretrained"]:  # any finished family for (size, seed), else the random backbone (init_source says which)
         checkpoint = find_checkpoint(c["model"], c["pretrain_seed"], tracking_uri=tracking_uri)
     resolved = resolve_model(c["model"], c["pretrain_seed"], spec.num_labels, c["init_seed"], checkpoint)
-    prepared = prepare(resolved.model, c["method"], c["init_seed"])  # in place: prepared.model is resolved.model
+    inputs = model_inputs(resolved.model, resolved.tokenizer)  # of the transformers model (peft's forward hides them)
+    model = resolved.model
+    if lora is not None:
+        model = apply_lora(model, lora, c["lora_seed"], resolved.new_modules)
+    prepared = prepare(model, c["method"], c["init_seed"])  # in place: prepared.model is model
     model = prepared.model
-    train_enc = encode(train_ds, resolved.tokenizer, hp.max_seq_length)
-    eval_enc = encode(eval_ds, resolved.tokenizer, hp.max_seq_length)
+    train_enc = encode(train_ds, resolved.tokenizer, hp.max_seq_length, input_names=inputs)
+    eval_enc = encode(eval_ds, resolved.tokenizer, hp.max_seq_length, input_names=inputs)
     setup = time.perf_counter() - t0
     result = finetune(model, train_enc, hp, c["order_seed"], c["dropout_seed"], device,
-                      param_groups=prepared.param_groups(hp), after_step=prepared.after_step)
+                      param_groups=prepared.param_groups(hp), after_step=prepared.after_step, settings=settings)
     t1 = time.perf_counter()
     if c["log_representations"]:  # one forward pass gives both
         predictions, probs, representations = predict(model, eval_enc, device, return_states=True)
@@ -125,16 +175,28 @@ def execute_trial(cell: dict, device: str | None = None, tracking_uri: str | Non
         (predictions, probs), representations = predict(model, eval_enc, device), None
     eval_seconds = time.perf_counter() - t1
     labels = eval_enc.labels
-    metrics = {f"eval_{name}": score(name, labels, predictions) for name in spec.metrics}
+    instance_ids = np.asarray(list(eval_ds["instance_id"]))
+    groups = instance_groups(c["task"], instance_ids)  # MultiRC: the question of each answer option
+    metrics = {f"eval_{name}": score(name, labels, predictions, groups=groups) for name in spec.metrics}
+    if str(device).startswith("cuda"):  # absent on CPU
+        metrics["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
     params = {
         "task": c["task"], "model": c["model"], "method": c["method"], "pretrain_seed": c["pretrain_seed"],
         "finetune_seed": c["finetune_seed"], "init_seed": c["init_seed"], "order_seed": c["order_seed"],
         "dropout_seed": c["dropout_seed"], **c["hparams"], **c["data"], "init_source": resolved.init_source,
         "hp_config": hp_config_id(c["hparams"]), "device": device, "num_train": len(train_ds), "num_eval": len(eval_ds), "train_steps": result.steps,
+        "peft": PEFT_NONE if lora is None else PEFT_LORA,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "torch_dtype": settings.weights_dtype(device), "grad_accumulation": settings.grad_accumulation,
+        "gradient_checkpointing": settings.gradient_checkpointing,
     }
+    if lora is not None:
+        params.update({"lora_r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
+                       "lora_target_modules": ",".join(target_modules(model)), "lora_seed": c["lora_seed"]})
     timings = {"setup": setup, "train": result.train_seconds, "eval": eval_seconds}
-    return TrialOutcome(params, metrics, result.loss_curve, timings, np.asarray(list(eval_ds["instance_id"])),
-                        labels, predictions, probs, representations)
+    return TrialOutcome(params, metrics, result.loss_curve, timings, instance_ids, labels, predictions, probs,
+                        representations, adapter_model=model if c.get("log_adapter") else None)
 
 
 def run_trial(config: dict) -> dict:
@@ -171,6 +233,9 @@ def _log_outcome(store, ctx: dict, cell: dict, key: str, outcome: TrialOutcome, 
     if outcome.representations is not None:
         artifacts[REPRESENTATIONS_DIR] = str(write_representations(out_dir / f"{EVAL_SPLIT}.safetensors",
                                                                    outcome.representations))
+    adapter = write_adapter(outcome, out_dir)  # only when the cell asks for it (log_adapter)
+    if adapter is not None:
+        artifacts[ADAPTER_DIR] = str(adapter)
     t_log = time.perf_counter()
     metrics = [(k, v, 0) for k, v in outcome.metrics.items()]
     metrics += [("train_loss", loss, step) for step, loss in outcome.loss_curve]

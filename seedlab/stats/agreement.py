@@ -5,7 +5,9 @@ labels of any hashable numpy dtype), and optionally class probabilities ``probs`
 
 Papers:
     * Bui/Zhou, Savova & Wang, IJCNLP-AACL 2025 (arXiv 2503.07329): macro (mean, SD of the task metric
-      over seeds) and micro (consistency of individual predictions) effects of seeds.
+      over seeds) and micro (consistency of individual predictions) effects of seeds; consistency between
+      two runs of different seeds, "correct consistency" (both runs right) and, for regression tasks, the
+      Pearson correlation of two runs' predictions (``pairwise_consistency``).
     * Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778): SD, PD, JSD,
       1 - Fleiss' kappa and their validity checks (sub-sampling insensitivity; agreement of measures).
 
@@ -27,6 +29,9 @@ __all__ = [
     "consistency_all",
     "agreement_pairwise",
     "pairwise_disagreement",
+    "correct_consistency",
+    "pairwise_pearson",
+    "pairwise_consistency",
     "pairwise_jsd_per_instance",
     "mean_pairwise_jsd",
     "fleiss_kappa",
@@ -272,6 +277,161 @@ def pairwise_disagreement(preds) -> float:
     Du & Nguyen, "Measuring the Instability of Fine-Tuning", ACL 2023 (arXiv 2302.07778).
     """
     return 1.0 - agreement_pairwise(preds)
+
+
+# --------------------------------------------------------------------------------------------------
+# micro level: the paper's pairwise readings (consistency, correct consistency, Pearson for regression)
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_labels(labels, m: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.shape != (m,):
+        raise ValueError(f"labels must have one gold label per instance, shape ({m},), got {labels.shape}")
+    return labels
+
+
+def correct_consistency(preds, labels) -> float:
+    """Mean over unordered run pairs of the share of instances that both runs predict right ("correct consistency").
+
+    Parameters
+    ----------
+    preds : array-like of shape (n, m)
+        Labels of n >= 2 runs on m instances.
+    labels : array-like of shape (m,)
+        Gold labels.
+
+    Returns
+    -------
+    float
+        ``(2 / (n (n-1))) sum_{i<j} (1/m) sum_k [yhat_ik = y_k] [yhat_jk = y_k]``.
+
+    Notes
+    -----
+    Computed from the number of runs right on each instance, ``c_k = sum_i [yhat_ik = y_k]``, in O(n m): the share
+    of pairs both right on instance k is ``c_k (c_k - 1) / (n (n - 1))``, and the result is its mean over instances.
+    It is at most the pairwise consistency (``agreement_pairwise``; two right predictions are equal), and their
+    difference is the share of agreeing pairs that agree on a wrong label.
+
+    References
+    ----------
+    Bui/Zhou, Savova & Wang, IJCNLP-AACL 2025 (arXiv 2503.07329): correct consistency.
+    """
+    preds = _check_preds(preds)
+    n, m = preds.shape
+    right = np.sum(preds == _check_labels(labels, m)[None, :], axis=0).astype(np.float64)
+    return float(np.mean(right * (right - 1.0)) / (n * (n - 1.0)))
+
+
+def _pearson_matrix(values: np.ndarray) -> np.ndarray:
+    """Run x run Pearson correlation of predicted values; NaN where a run's predictions are constant."""
+    centred = values - values.mean(axis=1, keepdims=True)
+    norms = np.sqrt(np.sum(centred * centred, axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (centred @ centred.T) / np.outer(norms, norms)
+    r[(norms == 0)[:, None] | (norms == 0)[None, :]] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def pairwise_pearson(values) -> float:
+    """Regression: mean over unordered run pairs of the Pearson correlation of the two runs' predicted values.
+
+    Parameters
+    ----------
+    values : array-like of shape (n, m)
+        Predicted values of n >= 2 runs on m >= 2 instances.
+
+    Returns
+    -------
+    float
+        ``(2 / (n (n-1))) sum_{i<j} r(yhat_i, yhat_j)``, ``r`` the Pearson correlation over instances; the pairs with
+        a constant run (r undefined) are left out, and NaN is returned when every pair has one.
+
+    References
+    ----------
+    Bui/Zhou, Savova & Wang, IJCNLP-AACL 2025 (arXiv 2503.07329): consistency of a regression task (STS-B) as the
+    Pearson correlation between runs.
+    """
+    pairs = _pair_values(_check_values(values), "pearson")
+    defined = pairs[np.isfinite(pairs)]
+    return float(defined.mean()) if defined.size else float("nan")
+
+
+def _check_values(values) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] < 2 or values.shape[1] < 2:
+        raise ValueError(f"values must be 2-D (runs, instances) with at least 2 runs and 2 instances, "
+                         f"got shape {values.shape}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("values must be finite")
+    return values
+
+
+def _pair_values(preds: np.ndarray, reading: str, labels=None) -> np.ndarray:
+    """One value per unordered run pair (i < j, row-major order) of a pairwise reading."""
+    n, m = preds.shape
+    if reading == "consistency":
+        matrix = agreement_matrix(preds)
+    elif reading == "correct_consistency":
+        right = (preds == labels[None, :]).astype(np.float64)
+        matrix = right @ right.T / m
+    else:
+        matrix = _pearson_matrix(preds)
+    return matrix[np.triu_indices(n, k=1)]
+
+
+def pairwise_consistency(preds, labels=None, *, regression: bool = False) -> dict:
+    """The paper's micro-level readings, one value per pair of runs of different seeds, and their spread over pairs.
+
+    Parameters
+    ----------
+    preds : array-like of shape (n, m)
+        Labels (classification) or predicted values (regression) of n >= 2 runs on m instances.
+    labels : array-like of shape (m,), optional
+        Gold labels; with them (classification) correct consistency is computed too.
+    regression : bool, default=False
+        Predicted values of a regression task: the Pearson reading instead of label agreement.
+
+    Returns
+    -------
+    dict
+        ``n_runs``, ``n_pairs`` and, per reading, ``summarize_metric`` of its pair values (``n``, ``mean``, ``sd``
+        with ``ddof`` 0, ``min``, ``max``): classification ``consistency`` and ``correct_consistency`` (None without
+        ``labels``); regression ``pearson`` (None when no pair is defined) and ``n_undefined`` (pairs with a
+        constant run).
+
+    Notes
+    -----
+    For runs i and j of different seeds, over the m instances::
+
+        consistency(i, j)         = (1/m) sum_k [yhat_ik = yhat_jk]
+        correct_consistency(i, j) = (1/m) sum_k [yhat_ik = y_k] [yhat_jk = y_k]
+        pearson(i, j)             = r(yhat_i, yhat_j)                       (regression)
+
+    each over all n (n-1) / 2 unordered pairs. The mean of ``consistency`` is ``agreement_pairwise`` (1 - PD), that of
+    ``correct_consistency`` is ``correct_consistency``, that of ``pearson`` is ``pairwise_pearson``. The paper's own
+    formula is unconfirmed (METHODS.md section 1): this is the pairwise reading; ``consistency_all`` is the other.
+
+    References
+    ----------
+    Bui/Zhou, Savova & Wang, IJCNLP-AACL 2025 (arXiv 2503.07329): consistency, correct consistency, Pearson
+    consistency of a regression task.
+    """
+    if regression:
+        values = _check_values(preds)
+        pairs = _pair_values(values, "pearson")
+        defined = pairs[np.isfinite(pairs)]
+        return {"n_runs": int(values.shape[0]), "n_pairs": int(pairs.size),
+                "pearson": summarize_metric(defined, ddof=0) if defined.size else None,
+                "n_undefined": int(pairs.size - defined.size)}
+    preds = _check_preds(preds)
+    n, m = preds.shape
+    out = {"n_runs": int(n), "n_pairs": int(n * (n - 1) // 2),
+           "consistency": summarize_metric(_pair_values(preds, "consistency"), ddof=0), "correct_consistency": None}
+    if labels is not None:
+        pairs = _pair_values(preds, "correct_consistency", _check_labels(labels, m))
+        out["correct_consistency"] = summarize_metric(pairs, ddof=0)
+    return out
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:

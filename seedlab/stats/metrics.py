@@ -21,6 +21,11 @@ Conventions (the same as scikit-learn / scipy unless stated):
   where scipy would warn and also return NaN. ``spearman`` ranks with average ranks for ties, like
   ``scipy.stats.spearmanr``.
 
+Grouped metrics (``GROUPED_METRICS``) score groups of instances, not instances: ``exact_match`` (SuperGLUE
+MultiRC's EM) is the share of questions whose every answer option is predicted right. They take the group of each
+instance (``groups=``), have no batched form (resampling instances would split groups) and are not in
+``ALL_METRIC_NAMES``; ``score`` dispatches to both kinds.
+
 Pure numpy/scipy; no training or tracking imports.
 """
 
@@ -38,9 +43,11 @@ __all__ = [
     "mcc",
     "pearson",
     "spearman",
+    "exact_match",
     "batched",
     "score",
     "METRICS",
+    "GROUPED_METRICS",
     "ALL_METRIC_NAMES",
     "BATCHED_METRICS",
 ]
@@ -408,6 +415,41 @@ def spearman(labels, preds) -> float:
     return float(_batched_spearman(labels, preds))
 
 
+def exact_match(labels, preds, groups) -> float:
+    """Exact match over groups: the share of groups (MultiRC: questions) whose every instance is predicted right.
+
+    Parameters
+    ----------
+    labels : array-like of shape (m,)
+        Gold labels (MultiRC: 1 = a true answer option).
+    preds : array-like of shape (m,)
+        Predictions.
+    groups : array-like of shape (m,)
+        The group of each instance (any hashable numpy dtype); the instances of a group need not be adjacent.
+
+    Returns
+    -------
+    float
+        ``(1/G) sum_g prod_{k in g} [preds_k == labels_k]`` over the G distinct groups.
+
+    Notes
+    -----
+    SuperGLUE's MultiRC EM (``EM_0`` of Khashabi et al.); F1 over all answer options (``F1a``) is ``f1``.
+
+    References
+    ----------
+    Khashabi, Chaturvedi, Roth, Upadhyay & Roth, "Looking Beyond the Surface: A Challenge Set for Reading
+    Comprehension over Multiple Sentences", NAACL 2018; Wang et al., "SuperGLUE", NeurIPS 2019.
+    """
+    labels, preds = _check_1d(labels, preds)
+    groups = np.asarray(groups)
+    if groups.shape != labels.shape:
+        raise ValueError(f"groups must have one entry per instance, shape {labels.shape}, got {groups.shape}")
+    _, codes = np.unique(groups, return_inverse=True)
+    wrong = np.bincount(codes.ravel(), weights=(labels != preds).astype(np.float64))
+    return float(np.mean(wrong == 0))
+
+
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": accuracy,
     "f1": f1,
@@ -417,29 +459,40 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "spearman": spearman,
 }
 
+GROUPED_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {"exact_match": exact_match}
 
-def score(name: str, labels, preds) -> float:
+
+def score(name: str, labels, preds, *, groups=None) -> float:
     """A task metric by name: the dispatcher that trials, importer and analysis share.
 
     Parameters
     ----------
     name : str
-        One of ``ALL_METRIC_NAMES`` (the metric selects the function, so it comes first, like ``batched``).
+        One of ``ALL_METRIC_NAMES`` or ``GROUPED_METRICS`` (the metric selects the function, so it comes first,
+        like ``batched``).
     labels, preds : array-like of shape (m,)
         Gold labels and predictions.
+    groups : array-like of shape (m,), optional
+        The group of each instance; required by the grouped metrics, unused by the others.
 
     Returns
     -------
     float
-        ``METRICS[name](labels, preds)``; formulas in each metric's docstring.
+        ``METRICS[name](labels, preds)`` or ``GROUPED_METRICS[name](labels, preds, groups)``; formulas in each
+        metric's docstring.
 
     References
     ----------
     Wang, Singh, Michael, Hill, Levy & Bowman, "GLUE: A Multi-Task Benchmark and Analysis Platform for
     Natural Language Understanding", ICLR 2019 (the task metrics); Wang et al., "SuperGLUE", NeurIPS 2019.
     """
+    if isinstance(name, str) and name in GROUPED_METRICS:
+        if groups is None:
+            raise ValueError(f"metric {name!r} scores groups of instances: pass groups= (the group of each instance)")
+        return GROUPED_METRICS[name](labels, preds, groups)
     try:
         fn = METRICS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown metric {name!r} (valid: {', '.join(ALL_METRIC_NAMES)})") from None
+        valid = ", ".join((*ALL_METRIC_NAMES, *GROUPED_METRICS))
+        raise ValueError(f"unknown metric {name!r} (valid: {valid})") from None
     return fn(labels, preds)

@@ -8,8 +8,15 @@
   offline from the package that ships them (`seedlab.data.pretrained`), one pretraining seed;
 - "<named checkpoint>+mlm" (e.g. "minilm+mlm"): a family of that checkpoint continued with masked-LM pretraining,
   one checkpoint per pretraining seed, made by the sweep's pretraining stage;
+- a random decoder (`seedlab.data.catalog.RANDOM_DECODERS`, e.g. "tiny-llama"): a Llama-style decoder seedlab
+  builds once from a fixed seed and saves as safetensors in its cache, then loads like a published checkpoint;
 - a hub name (with an optional `{seed}` placeholder filled by the pretraining seed, e.g.
   `google/multiberts-seed_{seed}`) or a local path.
+
+Everything but the BERT sizes goes through `AutoModelForSequenceClassification`, so any architecture with a
+sequence-classification head loads: BERT, RoBERTa, DeBERTa-v2/v3, ELECTRA encoders; Llama, Qwen2/3, Mistral, Gemma,
+Phi decoders. A decoder's tokenizer gets a pad token (its EOS when it has none) and the model's config the same
+`pad_token_id`, which is how the classifier finds the last real token of each row on either padding side.
 """
 
 from __future__ import annotations
@@ -20,18 +27,19 @@ from pathlib import Path
 import torch
 
 from seedlab.data.catalog import (BERT_SIZES, CONTINUED_MLM_SUFFIX, MAX_POSITIONS,  # noqa: F401 (re-exported)
-                                   NAMED_CHECKPOINTS, continued_base)
+                                   NAMED_CHECKPOINTS, RANDOM_DECODERS, continued_base)
 from seedlab.errors import SeedlabError
 
 
 def validate_model(model: str) -> None:
     """Raise a one-line error unless `model` is a size name, a named checkpoint (or its +mlm family), a hub-style
     name or an existing path. Cheap: nothing is loaded (`check_loadable` loads)."""
-    if model in BERT_SIZES or model in NAMED_CHECKPOINTS or continued_base(model) or "/" in model or Path(model).exists():
+    if (model in BERT_SIZES or model in NAMED_CHECKPOINTS or model in RANDOM_DECODERS or continued_base(model)
+            or "/" in model or Path(model).exists()):
         return
     named = ", ".join(f"{n}, {n}{CONTINUED_MLM_SUFFIX}" for n in NAMED_CHECKPOINTS)
-    raise SeedlabError(f"unknown model {model!r} (valid: {', '.join(BERT_SIZES)}, {named}, a hub name like "
-                       f"org/name, or a local path)")
+    raise SeedlabError(f"unknown model {model!r} (valid: {', '.join(BERT_SIZES)}, {named}, "
+                       f"{', '.join(RANDOM_DECODERS)}, a hub name like org/name, or a local path)")
 
 
 def check_loadable(model: str, pretrain_seeds=(0,)) -> None:
@@ -39,7 +47,7 @@ def check_loadable(model: str, pretrain_seeds=(0,)) -> None:
     whose package is missing (and no hub), a local path without safetensors weights, a hub name that is neither
     cached nor reachable. BERT sizes and +mlm families are made by seedlab and always pass."""
     validate_model(model)
-    if model in BERT_SIZES:
+    if model in BERT_SIZES or model in RANDOM_DECODERS:
         return
     base = continued_base(model) or (model if model in NAMED_CHECKPOINTS else None)
     if base is not None:
@@ -86,7 +94,10 @@ def bert_config(size: str, vocab_size: int, num_labels: int = 2):
 class ResolvedModel:
     model: torch.nn.Module
     tokenizer: object
-    init_source: str  # "random" | "checkpoint:<where>" | "hub:<name>"
+    init_source: str  # "random" | "checkpoint:<where>" | "named:<name>" | "built:<name>" | "hub:<name>"
+    # modules the checkpoint did not have (the new head, e.g. ("classifier",) or ("score",)): drawn from init_seed,
+    # and trained in full under LoRA
+    new_modules: tuple[str, ...] = ()
 
 
 def resolve_model(
@@ -114,7 +125,7 @@ def resolve_model(
         classifier = BertForSequenceClassification(bert_config(model, tokenizer.vocab_size, num_labels))
         torch.manual_seed(init_seed)  # the head is redrawn from init_seed alone, as from_pretrained draws it
         classifier._init_weights(classifier.classifier)
-        return ResolvedModel(classifier, tokenizer, "random")
+        return ResolvedModel(classifier, tokenizer, "random", ("classifier",))
     if model in BERT_SIZES or continued_base(model):
         if checkpoint is None:  # a +mlm family exists only as the checkpoints its pretraining stage made
             raise SeedlabError(f"model {model!r} needs its pretraining stage: a sweep with pretrained=True and "
@@ -124,20 +135,124 @@ def resolve_model(
         from seedlab.data.pretrained import resolve_named_checkpoint
 
         name, source = str(resolve_named_checkpoint(model)), f"named:{model}"
+    elif model in RANDOM_DECODERS:
+        name, source = str(random_decoder_dir(model)), f"built:{model}"
     else:
         name = model.format(seed=pretrain_seed) if "{seed}" in model else model
         source = f"hub:{name}"
     torch.manual_seed(init_seed)  # every weight but the new head comes from the file: the head is the only draw
-    return ResolvedModel(load_classifier(name, num_labels), AutoTokenizer.from_pretrained(name), source)
+    classifier, missing = load_classifier(name, num_labels)
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    fit_pad_token(classifier, tokenizer)
+    return ResolvedModel(classifier, tokenizer, source, new_modules(missing))
 
 
 def load_classifier(name: str, num_labels: int):
-    """A sequence classifier from a hub name or directory, from its safetensors weights only."""
+    """(sequence classifier, the weight names its checkpoint lacked) from a hub name or directory, from its
+    safetensors weights only."""
     from transformers import AutoModelForSequenceClassification
 
     try:
-        return AutoModelForSequenceClassification.from_pretrained(name, num_labels=num_labels, use_safetensors=True)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            name, num_labels=num_labels, use_safetensors=True, output_loading_info=True)
+        return model, sorted(info.get("missing_keys", ()))
     except OSError as exc:  # no model.safetensors (only pickled weights), or no such model
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SeedlabError(f"cannot load model {name!r}: {reason} (valid: a hub name or directory with "
                            f"safetensors weights; seedlab never loads pickled *.bin weights)") from exc
+
+
+def new_modules(missing_keys) -> tuple[str, ...]:
+    """The modules that own weights a checkpoint lacked ("classifier.weight" -> "classifier"), in order."""
+    return tuple(dict.fromkeys(key.rsplit(".", 1)[0] for key in missing_keys if "." in key))
+
+
+def is_decoder_only(config) -> bool:
+    """A decoder-only language model (Llama, Qwen, Mistral, Gemma, Phi, ...): its architecture has no masked-LM
+    form, which every encoder seedlab fine-tunes (BERT, RoBERTa, DeBERTa, ELECTRA) has."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not config.is_encoder_decoder
+
+
+def fit_pad_token(model, tokenizer) -> None:
+    """Give a decoder's tokenizer a pad token (its EOS when it has none) and the model's config its id.
+
+    A decoder's classifier pools the rightmost token that is not `config.pad_token_id`, so that id must be the one
+    batches are padded with; then the same token is pooled whatever the padding side. The KV cache is switched off:
+    classification never generates, and the cache only costs memory (it cannot be used with gradient checkpointing).
+    """
+    if not is_decoder_only(model.config):
+        return
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise SeedlabError(f"the tokenizer of {model.config.name_or_path!r} has neither a pad nor an EOS token "
+                               "(valid: a tokenizer with either)")
+        tokenizer.pad_token = tokenizer.eos_token
+    for config in {id(c): c for c in (model.config, model.config.get_text_config())}.values():
+        config.pad_token_id = tokenizer.pad_token_id
+        config.use_cache = False
+
+
+def model_inputs(model, tokenizer) -> tuple[str, ...]:
+    """The batch fields to give `model`: input_ids and attention_mask, and token_type_ids only when both the model's
+    forward takes them and the tokenizer makes them (Llama-style decoders take none; RoBERTa's tokenizer makes none).
+    """
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    made = set(getattr(tokenizer, "model_input_names", ("input_ids", "token_type_ids", "attention_mask")))
+    return ("input_ids", "attention_mask") + (("token_type_ids",) if "token_type_ids" in accepted and
+                                              "token_type_ids" in made else ())
+
+
+def random_decoder_dir(name: str) -> Path:
+    """The folder of the random decoder `name` (`RANDOM_DECODERS`): built on first use, then reused.
+
+    The weights are a pure function of the catalog entry (its shape and `build_seed`) and of seedlab's WordPiece
+    vocabulary, so every node builds the same folder. Built in a temporary folder beside the target and renamed into
+    place under a file lock (concurrent trials build once and never see half a folder). The folder name carries a
+    hash of the entry, so a changed entry is a new folder, never a stale one.
+    """
+    import hashlib
+    import json
+    import shutil
+    import tempfile
+    from dataclasses import asdict
+
+    from filelock import FileLock
+
+    from seedlab.data.paths import cache_dir
+
+    spec = RANDOM_DECODERS[name]
+    digest = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:8]
+    root = cache_dir() / "decoders"
+    target = root / f"{name}-{digest}"
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not target.is_dir():
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+            try:
+                _build_random_decoder(spec, staging)
+                staging.rename(target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _build_random_decoder(spec, folder: Path) -> None:
+    """Save a causal LM of `spec`'s shape with weights drawn from `spec.build_seed`, and a Llama-like tokenizer over
+    seedlab's WordPiece vocabulary: [CLS] as BOS, [SEP] as EOS, no pad token, no token_type_ids."""
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    from seedlab.data.tokenizer import load_tokenizer
+
+    wordpiece = load_tokenizer()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=wordpiece.backend_tokenizer, bos_token="[CLS]",
+                                        eos_token="[SEP]", unk_token="[UNK]", model_max_length=MAX_POSITIONS,
+                                        model_input_names=["input_ids", "attention_mask"])
+    config = AutoConfig.for_model(spec.model_type, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=None, **spec.config_fields())
+    torch.manual_seed(spec.build_seed)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)

@@ -10,6 +10,11 @@ Zhong et al.'s noise decomposition assumes exactly that; with a crossed design (
 pretraining seed) a shared fine-tuning effect cancels from the spread of the family means and PretVar comes
 out biased low. Runs that differ only in model (same p and f) still share their draws, so model comparisons
 stay paired.
+
+LoRA adds a fourth stream, `lora_seed`: the random draws of the adapter's initialisation (peft's A matrices;
+the B matrices start at zero). It is derived from the same pair (`pretrain_seed`, `finetune_seed`), so it is nested
+like the others, and can be set explicitly. It exists only in LoRA cells, so the resolved cells of full
+fine-tuning runs (and their trial keys) stay what they were.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 
 SEED_PURPOSES = ("init", "order", "dropout")
+LORA_PURPOSE = "lora"
 
 
 def derive_seed(base: int, purpose: str) -> int:
@@ -35,3 +41,11 @@ def trial_seeds(finetune_seed: int, *, pretrain_seed: int, init_seed=None, order
         else derive_seed(finetune_seed, f"{purpose}/pretrain-{int(pretrain_seed)}")
         for purpose in SEED_PURPOSES
     }
+
+
+def lora_seed(finetune_seed: int, *, pretrain_seed: int, override=None) -> int:
+    """The seed of a LoRA adapter's initialisation: `override` where given, else derived from the pair
+    (`pretrain_seed`, `finetune_seed`) like the streams of `trial_seeds`."""
+    if override is not None:
+        return int(override)
+    return derive_seed(finetune_seed, f"{LORA_PURPOSE}/pretrain-{int(pretrain_seed)}")
