@@ -1,7 +1,7 @@
 """Du & Nguyen (2023): are instability mitigation methods really more stable than standard fine-tuning?
 
     python sweeps/mitigation.py --profile smoke      # CPU, minutes
-    python sweeps/mitigation.py --profile cpu        # the small study in docs/results/ (MiniLM-L6, SST-2, ~20 minutes on 2 cores)
+    python sweeps/mitigation.py --profile cpu        # the small study in docs/results/ (MiniLM-L6, SST-2, ~15 minutes on 2 cores)
     ray job submit --working-dir . -- python sweeps/mitigation.py --profile paper   # a GPU cluster
 
 Each method (standard, Mixout p=0.1, layer-wise LR decay 0.95, re-initialising the top 5 layers and the
@@ -34,7 +34,7 @@ PROFILES = {
         name="cpu", tasks=("sst2",), models=("minilm",), methods=METHODS, pretrain_seeds=(0,),
         finetune_seeds=tuple(range(5)),
         hparams={"learning_rate": 1e-4, "batch_size": 16, "epochs": 2, "max_seq_length": 64},
-        data={"max_train": 1000}, description="a small study of our own on 2 CPU cores, MiniLM-L6",
+        data={"max_train": 500}, description="a small study of our own on 2 CPU cores, MiniLM-L6",
     ),
     # The paper's design: BERT-large, RTE / MRPC / CoLA, 10 seeds per method (their standard runs had 20),
     # lr 2e-5, batch 16, 10% warm-up, weight decay 0.01, max length 128.
