@@ -222,10 +222,12 @@ def _subsample(ds, limit: int | None, data_seed: int):
     return ds.select(np.sort(order))
 
 
-def load_task(
-    name: str, max_train: int | None = None, max_eval: int | None = None, data_seed: int = 0, source: str = "auto"
-):
-    """Return (train, eval) datasets for a task. `source`: "auto" (local if present, else hub), "local" or "hub"."""
+SPLITS_FORMAT = 1  # of the cached normalised splits: bump when `_normalise` or the split rules change
+
+
+def task_origin(name: str, source: str = "auto") -> dict:
+    """Where `load_task(name, source=source)` reads from, as a cache key part: the local files (path, size,
+    modification time) or the hub dataset. Cheap: stats files, imports nothing."""
     spec = get_task(name)
     data_dir = local_data_dir()
     local = data_dir / spec.local_dir if (data_dir and spec.local_dir) else None
@@ -235,12 +237,61 @@ def load_task(
     if use_local:
         if local is None or not local.is_dir():
             raise SeedlabError(f"task {name!r} has no local data (looked in {data_dir}); use source='hub'")
-        train, evaluation = _load_local(spec, local)
-    else:
-        if os.environ.get("HF_DATASETS_OFFLINE") == "1":
-            raise SeedlabError(f"task {name!r} is not in the local data dir and HF_DATASETS_OFFLINE=1")
-        train, evaluation = _load_hub(spec)
+        files = []
+        for filename in filter(None, (spec.local_train, spec.local_eval)):
+            path = local / filename
+            if not path.is_file():
+                raise SeedlabError(f"task {name!r}: {path} is missing from the local data dir")
+            stat = path.stat()
+            files.append({"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+        return {"task": name, "source": "local", "dir": str(local), "files": files}
+    if os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        raise SeedlabError(f"task {name!r} is not in the local data dir and HF_DATASETS_OFFLINE=1")
+    snapshot = hub_snapshot(spec)  # a local copy of the hub repository is read in its place
+    return {"task": name, "source": "hub", "dataset": f"{spec.hub_path}/{spec.hub_config}",
+            "snapshot": str(snapshot) if snapshot else None}
+
+
+def load_task(
+    name: str, max_train: int | None = None, max_eval: int | None = None, data_seed: int = 0, source: str = "auto"
+):
+    """Return (train, eval) datasets for a task. `source`: "auto" (local if present, else hub), "local" or "hub".
+
+    The normalised splits are read and converted once per node: kept in the process and, for local data, on
+    disk under the cache dir (parquet, keyed by the files' path, size and modification time:
+    `seedlab.data.cache`)."""
+    spec = get_task(name)
+    origin = task_origin(name, source)
+    train, evaluation = _normalised_splits(spec, origin)
     return _subsample(train, max_train, data_seed), _subsample(evaluation, max_eval, data_seed)
+
+
+def _normalised_splits(spec: TaskSpec, origin: dict):
+    """(train, eval) in the common columns, from the process memo, the disk cache, or the source."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from dataclasses import asdict
+
+    from seedlab.data.cache import cache_key, cached_table
+
+    def both():  # one table, a `split` column telling them apart (a hash-split task reads one file for both)
+        if origin["source"] == "local":
+            train, evaluation = _load_local(spec, Path(origin["dir"]))
+        else:
+            train, evaluation = _load_hub(spec)
+        tables = [ds.with_format("arrow")[:] for ds in (train, evaluation)]
+        tables = [t.append_column("split", pa.array([split] * t.num_rows, pa.string()))
+                  for t, split in zip(tables, ("train", "eval"))]
+        return pa.concat_tables(tables)
+
+    key = cache_key("task-splits", SPLITS_FORMAT, origin, asdict(spec))
+    table = cached_table("tasks", key, both, disk=origin["source"] == "local")
+    from datasets.table import InMemoryTable
+
+    return tuple(datasets.Dataset(InMemoryTable(table.filter(pc.equal(table["split"], split)).drop_columns(["split"])))
+                 for split in ("train", "eval"))
 
 
 def _load_local(spec: TaskSpec, directory: Path):

@@ -46,8 +46,13 @@ def train_wordpiece(vocab_size: int = VOCAB_SIZE):
     return tok
 
 
+_LOADED: dict = {}  # vocab size -> the tokenizer this process loaded (a reused trial worker loads it once)
+
+
 def load_tokenizer(vocab_size: int = VOCAB_SIZE):
-    """The cached `BertTokenizerFast`, training and saving it on first use."""
+    """The cached `BertTokenizerFast`, training and saving it on first use; loaded once per process."""
+    if vocab_size in _LOADED:
+        return _LOADED[vocab_size]
     from transformers import BertTokenizerFast
 
     path = tokenizer_dir(vocab_size)
@@ -58,4 +63,5 @@ def load_tokenizer(vocab_size: int = VOCAB_SIZE):
             tmp = path.with_name(path.name + ".tmp")
             fast.save_pretrained(tmp)
             tmp.rename(path)  # atomic: a half-written tokenizer is never visible
-    return BertTokenizerFast.from_pretrained(path)
+    _LOADED[vocab_size] = BertTokenizerFast.from_pretrained(path)
+    return _LOADED[vocab_size]
