@@ -29,6 +29,7 @@ from seedlab.store import contract
 from seedlab.store.contract import (KIND_SWEEP, KIND_TRIAL, TAG_KIND, TAG_TRIAL_KEY, find_runs, finished_trial_runs,
                                     first_run, is_transient, log_run, retry)
 from seedlab.store.predictions import write_predictions
+from local_http import serving
 
 # the task and the tokenizer's corpus of the Ray trials below
 needs_trial_data = pytest.mark.needs_data("glue/SST-2", "corpus/wikitext-2")
@@ -92,15 +93,8 @@ def answering(*answers):
 
         do_GET = do_POST = _answer
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", asked
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as url:
+        yield url, asked
 
 
 def closed_port() -> int:

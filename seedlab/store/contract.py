@@ -4,7 +4,8 @@ Everything that writes runs (trials, tuning and pretraining stages, the importer
 everything that reads them (the loader, the skip checks, checkpoint lookup) goes through this module: run
 kinds and names, tag names, the trial key, the paged queries, and `log_run`.
 
-A run is logged at its end, in a handful of batched calls (create, log_batch, artifacts, terminate), each
+A run is logged at its end, in a handful of batched calls (create, one log_batch, the artifact uploads,
+terminate: 4 HTTP requests for one artifact file against a tracking server), each
 retried on transient store errors only. So a run exists as FINISHED only once its whole result is in the
 store, and concurrent trials on the local SQLite store wait for each other instead of failing on
 "database is locked".
@@ -43,6 +44,7 @@ TAG_NODE = "seedlab.ray_node_id"  # the Ray node a trial ran on (which machine, 
 TAG_PRETRAIN_KEY = "seedlab.pretrain_key"
 TAG_TUNING_KEY = "seedlab.tuning_key"
 TAG_TUNING_CHOICE = "seedlab.tuning_choice"  # on a trial: the tuning run that chose its hyperparameters
+TAG_DRIVER = "seedlab.driver"  # on a sweep run: the driver process running it (`driver_identity`)
 TAG_SOURCE = "seedlab.source"  # imported runs: the imported folder (absolute path)
 TAG_SOURCE_RUN = "seedlab.source_run"  # the run's name inside that folder
 TAG_IMPORT_FORMAT = "seedlab.import_format"
@@ -295,13 +297,84 @@ def finished_runs_by_tag(mlflow_client, experiment_ids: list[str], kind: str, ta
 
 
 # --- writing
+def driver_identity(pid: int | None = None) -> str:
+    """`<host>:<pid>:<boot id>:<start time>` of a process (default: this one), unique on its host even when
+    pids are reused; the last two parts are empty where /proc does not tell them."""
+    import os
+    import socket
+
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_boot_id()}:{_process_start(pid)}"
+
+
+def _boot_id() -> str:
+    with contextlib.suppress(OSError):
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return ""
+
+
+def _process_start(pid: int) -> str:
+    """The process's start time in clock ticks after boot (/proc/<pid>/stat field 22), or ""."""
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    return ""
+
+
+def driver_alive(identity: str) -> bool | None:
+    """Is the driver process `identity` still running? None when it ran on another host (not checkable)."""
+    import os
+    import socket
+
+    host, _, rest = identity.partition(":")
+    pid_text, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        pass
+    return driver_identity(int(pid_text)) == identity if started.strip(":") else True
+
+
 def start_sweep_run(mlflow_client, experiment_id: str, sweep: str, params: dict) -> str:
     from mlflow.entities import Param
 
     run = retry(mlflow_client.create_run, experiment_id, run_name=sweep_run_name(sweep),
-                tags={TAG_KIND: KIND_SWEEP, TAG_SWEEP: sweep, TAG_GIT: git_commit(), TAG_VERSION: __version__})
+                tags={TAG_KIND: KIND_SWEEP, TAG_SWEEP: sweep, TAG_GIT: git_commit(), TAG_VERSION: __version__,
+                      TAG_DRIVER: driver_identity()})
     _log_batches(mlflow_client, run.info.run_id, [Param(k, str(v)) for k, v in params.items()], [], [])
     return run.info.run_id
+
+
+def mark_killed(mlflow_client, run_id: str, note: str) -> None:
+    """End a run as KILLED, with `note` as its description (the MLflow UI shows it on the run's page)."""
+    retry(mlflow_client.set_tag, run_id, NOTE_TAG, note)
+    retry(mlflow_client.set_terminated, run_id, "KILLED")
+
+
+def mark_orphaned_sweep_runs(mlflow_client, experiment_id: str, sweep: str, new_run_id: str | None) -> list:
+    """Mark KILLED every RUNNING parent run of `sweep` in the experiment whose driver is gone (killed, or its
+    machine lost), each with a note naming `new_run_id`, the launch that found it. A run whose driver is alive
+    on this host is left alone; one from another host cannot be checked and counts as orphaned (two drivers
+    of one sweep at once are not supported). Its trial runs left RUNNING (killed between their create and end
+    calls) are marked KILLED too. Returns [(run id, driver identity)] of the sweep runs marked."""
+    marked = []
+    for run in find_runs(mlflow_client, [experiment_id], KIND_SWEEP, status="RUNNING", tags={TAG_SWEEP: sweep}):
+        run_id = run.info.run_id
+        driver = run.data.tags.get(TAG_DRIVER, "unrecorded")
+        if run_id == new_run_id or driver_alive(driver):
+            continue
+        unchecked = " (on another host: not checked)" if driver_alive(driver) is None and driver != "unrecorded" else ""
+        successor = f"the rerun {new_run_id}" if new_run_id else "a rerun that found every cell finished"
+        mark_killed(mlflow_client, run_id, f"Marked KILLED by {successor}: the driver of this launch ({driver})"
+                                           f"{unchecked} stopped without ending it.")
+        for child in find_runs(mlflow_client, [experiment_id], None, status="RUNNING", tags={PARENT_TAG: run_id}):
+            mark_killed(mlflow_client, child.info.run_id, f"Marked KILLED by {successor}: its sweep's driver stopped "
+                                                          "while this run was being logged.")
+        marked.append((run_id, driver))
+    return marked
 
 
 def _log_batches(mlflow_client, run_id: str, params: list, metrics: list, tags: list) -> None:
@@ -320,9 +393,15 @@ def log_run(mlflow_client, experiment_id: str, run_name: str, params: dict, metr
     """Create a FINISHED run in one go and return its id.
 
     `metrics`: (key, value, step) triples; `artifacts`: {artifact dir ("" for the root): local file or
-    directory}. Should any
-    step fail, the run is marked FAILED, so that no half-logged run ever reads as FINISHED."""
+    directory}. Should any step fail, the run is marked FAILED, so that no half-logged run ever reads as
+    FINISHED.
+
+    Store round trips: create (with the tags), one log_batch (params and metrics, within MLflow's limits), one
+    upload per artifact file, terminate. The artifact repository comes from the created run's artifact URI,
+    so the run is not fetched back to find it. (Against a tracking server `set_terminated` also fetches the run
+    to print a link to it, unless MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT is set, as trial workers set it.)"""
     from mlflow.entities import Metric, Param
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     all_tags = {**tags, RUN_NAME_TAG: run_name}
     if parent_run_id:
@@ -333,9 +412,11 @@ def log_run(mlflow_client, experiment_id: str, run_name: str, params: dict, metr
         now = int(time.time() * 1000)
         _log_batches(mlflow_client, run_id, [Param(k, str(v)) for k, v in params.items()],
                      [Metric(k, float(v), now, int(step)) for k, v, step in metrics], [])
+        if artifacts:
+            repository = get_artifact_repository(run.info.artifact_uri, tracking_uri=mlflow_client.tracking_uri)
         for artifact_dir, local in artifacts.items():
-            log = mlflow_client.log_artifacts if Path(local).is_dir() else mlflow_client.log_artifact
-            retry(log, run_id, str(local), artifact_dir or None)
+            log = repository.log_artifacts if Path(local).is_dir() else repository.log_artifact
+            retry(log, str(local), artifact_dir or None)
         retry(mlflow_client.set_terminated, run_id, "FINISHED")
     except BaseException:
         with contextlib.suppress(Exception):
