@@ -3,14 +3,24 @@ Ray Tune.
 
 A sweep file (sweeps/*.py) declares `SweepSpec` profiles and calls `sweep_main`; it holds no training
 code. `run_sweep` validates the spec, opens the MLflow experiment and a parent run, skips cells whose trial
-key already has a FINISHED run, and runs the rest with `ray.tune.Tuner` + `tune.grid_search`, per-trial
-resources from a callable (CPUs and a GPU fraction per model size) and `FailureConfig` retries.
+key already has a FINISHED run, and runs the rest with `ray.tune.Tuner`, per-trial resources from a callable
+(CPUs and a GPU fraction per model size) and `FailureConfig` retries.
 The same code runs locally (Ray started in-process) and under `ray job submit` (RAY_ADDRESS set).
+
+At the speed of the hardware, for grids of any size:
+- the cells go to the workers once (`tune.with_parameters`), and Tune gets cell indices from a searcher that
+  hands them out as trials start (`CellOrder`), so nothing is expanded or copied per cell up front;
+- workers are reused between trials (`TuneConfig(reuse_actors=True)`); `seedlab.run.trial.reset_worker_state`
+  gives each trial the state of a fresh process, and a worker that dies is replaced by a fresh one;
+- a rerun marks the parent run of a killed driver KILLED (with a note naming the rerun), and Ctrl-C stops the
+  trials, marks this launch's parent run KILLED and says how to resume (run the same command again).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
 import time
@@ -167,15 +177,63 @@ class SweepSpec:
                             cells.append(cell)
         return cells
 
-    def resources(self, use_gpu: bool):
-        """The per-trial resource callable handed to `tune.with_resources`."""
+    def resources(self, use_gpu: bool, models: list[str] | None = None):
+        """The per-trial resource callable handed to `tune.with_resources`. Its config holds the cell, or a
+        `cell_index` into `models` (the model of each cell of the grid)."""
         from ray.tune import PlacementGroupFactory
 
         def for_trial(config: dict):
-            gpu = self.gpu_fraction.get(config["cell"]["model"], 1.0) if use_gpu else 0
+            model = models[config["cell_index"]] if "cell_index" in config else config["cell"]["model"]
+            gpu = self.gpu_fraction.get(model, 1.0) if use_gpu else 0
             return PlacementGroupFactory([{"CPU": self.cpus_per_trial, "GPU": gpu}])
 
         return for_trial
+
+
+def cell_order(n_cells: int):
+    """A Tune searcher that hands out the cell indices 0 .. n_cells - 1, one per trial, as Tune asks for
+    them: Tune's grid expands and deep-copies every variant before its first trial (quadratic in the cells)."""
+    from ray.tune.search import Searcher
+
+    class CellOrder(Searcher):
+        def __init__(self):
+            super().__init__()
+            self.n_cells, self.next_index = n_cells, 0
+
+        def suggest(self, trial_id: str):
+            if self.next_index >= self.n_cells:
+                return Searcher.FINISHED
+            self.next_index += 1
+            return {"cell_index": self.next_index - 1}
+
+        def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+            pass  # nothing to learn: the order is fixed
+
+        def set_search_properties(self, metric, mode, config, **spec) -> bool:
+            return True  # the param_space holds only constants (the context)
+
+        def save(self, checkpoint_path: str) -> None:  # Tune's experiment state, as JSON
+            Path(checkpoint_path).write_text(json.dumps({"n_cells": self.n_cells, "next_index": self.next_index}))
+
+        def restore(self, checkpoint_path: str) -> None:
+            state = json.loads(Path(checkpoint_path).read_text())
+            self.n_cells, self.next_index = state["n_cells"], state["next_index"]
+
+    return CellOrder()
+
+
+def trial_dirname(cells: list[dict]):
+    """Trial directory names that say which cell runs there: `<trial id>_<index>_<task>_<model>_p<p>_f<f>[_<method>]`."""
+
+    def name(trial) -> str:
+        index = trial.config["cell_index"]
+        c = cells[index]
+        method = c.get("method", "standard")
+        text = f"{trial.trial_id}_{index:05d}_{c['task']}_{c['model']}_p{c['pretrain_seed']}_f{c['finetune_seed']}"
+        text += "" if method == "standard" else f"_{method}"
+        return "".join(ch if ch.isalnum() or ch in "_-." else "-" for ch in text)
+
+    return name
 
 
 @dataclass
@@ -189,16 +247,19 @@ class SweepResult:
     failed: int
     trial_results: list = field(default_factory=list)  # the final Tune result of each trial (metrics, timings)
     wall_seconds: float = 0.0
+    interrupted: bool = False  # stopped by Ctrl-C (SIGINT): the parent run is KILLED; rerun to finish the rest
 
 
 def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str | None = None,
-              max_concurrent: int | None = None, out=sys.stdout) -> SweepResult:
-    import ray
-    from ray import tune
+              max_concurrent: int | None = None, out=sys.stdout, *, execute=None) -> SweepResult:
+    """Run the cells of `spec` not yet FINISHED in `experiment` (default: the spec's name).
 
-    from seedlab.store.contract import client, finished_trial_runs, get_or_create_experiment, git_commit, \
-        resolve_tracking_uri, retry, start_sweep_run
-    from seedlab.run.trial import run_trial, trial_key
+    `execute`: computes one cell's outcome in the trial (default `seedlab.run.trial.execute_trial`); the
+    benchmarks pass one that skips training, to time the sweep around it."""
+    import ray
+
+    from seedlab.store.contract import client, finished_trial_runs, get_or_create_experiment, resolve_tracking_uri
+    from seedlab.run.trial import trial_key
 
     spec.validate()
     spec.check_models()
@@ -215,6 +276,10 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
                                    max_failures=spec.max_failures, max_concurrent=max_concurrent, out=out)
         if stage.failed:
             raise SeedlabError(f"{stage.failed} pretraining families failed (experiment {stage.experiment!r})")
+        if len(stage.run_ids) < stage.total:  # neither failed nor finished: the stage was stopped (Ctrl-C)
+            print(f"[{spec.name}] interrupted in the pretraining stage ({len(stage.run_ids)} of {stage.total} "
+                  "families pretrained); run the same command again to go on", file=out, flush=True)
+            return SweepResult(experiment, experiment_id, None, 0, 0, 0, 0, interrupted=True)
     choices, pending = {}, []
     if spec.tuning is not None:  # reuse finished tuning stages before deciding whether anything must run
         from seedlab.run.tuning import find_choice
@@ -224,16 +289,17 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
                 found = find_choice(spec.tuning, t, m, spec.hparams_for(m), spec.data, spec.pretrained, store, experiment_id)
                 if found:
                     choices[(t, m)] = found
-                    print(f"[{spec.name}] tuning {t}/{m}: reusing the finished choice {found.hparams}", file=out)
+                    print(f"[{spec.name}] tuning {t}/{m}: reusing the finished choice {found.hparams}", file=out, flush=True)
                 else:
                     pending.append((t, m))
     done = finished_trial_runs(store, experiment_id)
     if not pending:
         cells = spec.cells(choices)
-        todo = [c for c in cells if trial_key(c) not in done]
+        todo = [c for c in cells if trial_key(c) not in done] if done else cells
         print(f"[{spec.name}] experiment {experiment!r} at {uri}: {len(cells)} cells, "
               f"{len(cells) - len(todo)} already finished, {len(todo)} to run", file=out, flush=True)
         if not todo:
+            _mark_orphans(store, experiment_id, spec.name, None, out)
             return SweepResult(experiment, experiment_id, None, len(cells), len(cells), 0, 0)
 
     from seedlab.run.ray_runtime import init_ray
@@ -250,7 +316,33 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
               **{f"hp_{k}": v for k, v in spec.hparams.items()},
               **{f"hp_{m}_{k}": v for m, o in spec.model_hparams.items() for k, v in o.items()},
               **{f"data_{k}": v for k, v in spec.data.items()}}
+    from seedlab.store.contract import start_sweep_run
+
     parent = start_sweep_run(store, experiment_id, spec.name, params)
+    print(f"[{spec.name}] sweep run {parent}", file=out, flush=True)
+    _mark_orphans(store, experiment_id, spec.name, parent, out)
+    try:
+        return _run_parented(spec, experiment, experiment_id, uri, store, parent, use_gpu, choices, pending, done,
+                             max_concurrent, out, execute)
+    except KeyboardInterrupt:  # Ctrl-C outside Tune's own handling (before the trials, or a second Ctrl-C)
+        _interrupted(store, spec.name, parent, out, "before every trial had run")
+        return SweepResult(experiment, experiment_id, parent, 0, 0, 0, 0, interrupted=True)
+    except BaseException:
+        from seedlab.store.contract import retry
+
+        with contextlib.suppress(Exception):
+            retry(store.set_terminated, parent, "FAILED")
+        raise
+
+
+def _run_parented(spec, experiment, experiment_id, uri, store, parent, use_gpu, choices, pending, done,
+                  max_concurrent, out, execute) -> SweepResult:
+    """The part of `run_sweep` that runs under its parent run: tuning stages, then the seed stage's trials."""
+    from ray import tune
+
+    from seedlab.store.contract import git_commit, retry
+    from seedlab.run.trial import run_trial, trial_key
+
     if pending:
         from seedlab.run.tuning import tune_hyperparameters
 
@@ -259,8 +351,9 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
                                                    experiment_id, uri, spec.name, parent, spec.resources(use_gpu), out,
                                                    pretrain_key=spec.pretrain_key(m, spec.pretrain_seeds_for(m)[0]),
                                                    pretrain_seed=spec.pretrain_seeds_for(m)[0])
-        cells = spec.cells(choices)
-        todo = [c for c in cells if trial_key(c) not in done]
+    cells = spec.cells(choices)
+    todo = [c for c in cells if trial_key(c) not in done] if done else cells
+    if pending:
         print(f"[{spec.name}] seed stage: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
               f"{len(todo)} to run", file=out, flush=True)
         if not todo:
@@ -269,10 +362,16 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
     context = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent, "sweep": spec.name,
                "git_commit": git_commit()}
     progress = SweepProgress(spec.name, len(todo), out)
+    # Each cell as JSON text: a worker unpickles the list once per trial, and short strings unpickle ~100x
+    # faster than the nested dicts they encode.
+    rows = [json.dumps(c) for c in todo]
+    trainable = tune.with_parameters(run_trial, cells=rows, execute=execute)
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, spec.resources(use_gpu)),
-        param_space={"cell": tune.grid_search(todo), "context": context},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+        tune.with_resources(trainable, spec.resources(use_gpu, [c["model"] for c in todo])),
+        param_space={"context": context},
+        tune_config=tune.TuneConfig(search_alg=cell_order(len(todo)), num_samples=len(todo),
+                                    max_concurrent_trials=max_concurrent, reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname(todo)),
         run_config=tune.RunConfig(
             name=f"{experiment}-{parent[:8]}",
             storage_path=os.environ.get("SEEDLAB_RAY_STORAGE"),
@@ -285,11 +384,35 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
     results = tuner.fit()
     wall = time.time() - started
     failed = sum(1 for r in results if r.error is not None)
+    completed = sum(1 for r in results if r.error is None and "run_id" in (r.metrics or {}))
+    trial_results = [dict(r.metrics or {}) for r in results]
+    if completed + failed < len(todo):  # Tune caught a Ctrl-C: it stopped the trials and returned
+        _interrupted(store, spec.name, parent, out, f"after {completed} of {len(todo)} trials")
+        return SweepResult(experiment, experiment_id, parent, len(cells), len(cells) - len(todo), completed, failed,
+                           trial_results, wall, interrupted=True)
     retry(store.set_terminated, parent, "FAILED" if failed else "FINISHED")
     print(f"[{spec.name}] finished: {len(todo) - failed} trials logged, {failed} failed "
           f"(experiment {experiment!r})", file=out, flush=True)
     return SweepResult(experiment, experiment_id, parent, len(cells), len(cells) - len(todo), len(todo) - failed,
-                       failed, [dict(r.metrics or {}) for r in results], wall)
+                       failed, trial_results, wall)
+
+
+def _mark_orphans(store, experiment_id: str, sweep: str, new_run: str | None, out) -> None:
+    """Mark KILLED the parent runs of this sweep left RUNNING by drivers that are gone."""
+    from seedlab.store.contract import mark_orphaned_sweep_runs
+
+    for run_id, driver in mark_orphaned_sweep_runs(store, experiment_id, sweep, new_run):
+        print(f"[{sweep}] the sweep run {run_id} was left RUNNING by a driver that is gone ({driver}): "
+              "marked KILLED", file=out, flush=True)
+
+
+def _interrupted(store, sweep: str, parent: str, out, when: str) -> None:
+    from seedlab.store.contract import mark_killed
+
+    mark_killed(store, parent, f"Stopped by Ctrl-C (SIGINT) {when}. Run the same command again to run the "
+                               "cells not finished yet (finished ones are skipped).")
+    print(f"[{sweep}] interrupted {when}: the trials were stopped and the sweep run {parent} is marked KILLED. "
+          "To resume, run the same command again: the finished cells are skipped.", file=out, flush=True)
 
 
 def sweep_main(profiles: dict[str, SweepSpec], default_experiment: str, argv=None) -> int:
@@ -330,6 +453,14 @@ def sweep_main(profiles: dict[str, SweepSpec], default_experiment: str, argv=Non
     except SeedlabError as exc:
         print(f"seedlab: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the sweep had a parent run: nothing to mark
+        result = SweepResult(args.experiment or "", "", None, 0, 0, 0, 0, interrupted=True)
+    if result.interrupted:
+        import shlex
+
+        command = [Path(sys.executable).name, sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+        print(f"resume with: {shlex.join(command)}", flush=True)
+        return 130  # the shell's code for a command stopped by SIGINT
     return 1 if result.failed else 0
 
 
