@@ -1,13 +1,18 @@
 """Per-trial overhead of a seedlab sweep, and training throughput against a bare PyTorch loop.
 
-    python benchmarks/bench_trial_overhead.py [--trials 4] [--max-train 512]
+    python benchmarks/bench_trial_overhead.py [--trials 10] [--max-train 512] [--concurrency 2]
 
 1. Throughput: the same tiny BERT, the same batches, the same optimiser: `seedlab.train.finetune.finetune`
    against a bare loop written here. Printed as a ratio (seedlab / bare), both measured in this run.
-2. Overhead: a real sweep (Ray Tune + MLflow SQLite store in a temp dir) at 1 and at 2 concurrent trials.
-   The share of trial wall time spent outside training and evaluation = 1 - (train + eval) / (wall x
-   concurrency / trials), split into setup (data, tokenizer, model construction), MLflow logging (with the
-   artifact upload) and the rest (Ray scheduling, worker start, process overhead).
+2. Overhead: a real sweep (`run_sweep`: Ray Tune + an MLflow SQLite store in a temp dir) of `--trials` tiny
+   trials, `--concurrency` at a time. A trial's wall time is read from the store: the time between the end
+   of its run and the end of the run that freed its slot (`concurrency` runs earlier), so it holds
+   everything a trial costs (scheduling, worker start or reset, setup, training, evaluation, logging). The
+   first `concurrency` trials also pay for starting their workers: reported apart ("first per slot").
+   Fixed overhead per trial = median wall time per trial - median (train + eval) of the same trials.
+
+The last line is the figure: `fixed overhead per trial: X.XX s`. The script uses only seedlab's public
+`run_sweep` and the store, so it measures older versions of seedlab too (PYTHONPATH=<their checkout>).
 """
 
 import argparse
@@ -69,43 +74,70 @@ def throughput(max_train: int, repeats: int = 3):
     return float(np.median(ours)), float(np.median(bare))
 
 
-def overhead(trials: int, concurrency: int, max_train: int):
+def overhead(trials: int, concurrency: int, max_train: int, cpus: int) -> dict:
     import ray
 
     from seedlab.run.sweep import SweepSpec, run_sweep
+    from seedlab.store.contract import KIND_TRIAL, client, find_runs
 
     with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
         spec = SweepSpec(name="bench", tasks=("sst2",), models=("tiny",), pretrain_seeds=tuple(range(trials)),
                          finetune_seeds=(0,), hparams=HP, data={"max_train": max_train, "max_eval": 872})
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+        ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR")
         try:
-            result = run_sweep(spec, "bench", f"sqlite:///{tmp}/mlflow.db", max_concurrent=concurrency,
-                               out=io.StringIO())
+            started = time.time()
+            result = run_sweep(spec, "bench", uri, max_concurrent=concurrency, out=io.StringIO())
         finally:
             ray.shutdown()
-    rows = result.trial_results
-    per_trial_wall = result.wall_seconds * concurrency / trials
-    mean = {k: float(np.mean([r[f"time_{k}_s"] for r in rows])) for k in ("setup", "train", "eval", "log", "trial")}
-    return per_trial_wall, mean
+        assert result.finished == trials and result.failed == 0, result
+        runs = find_runs(client(uri), [result.experiment_id], KIND_TRIAL)
+    reported = {r["run_id"]: r for r in result.trial_results}  # Tune's result of each trial: its own timings
+    ends = sorted(((run.info.end_time / 1000, reported[run.info.run_id]) for run in runs), key=lambda e: e[0])
+    # trial k's slot was freed by trial k - concurrency (the first `concurrency` trials start with the sweep)
+    walls = [end - (ends[k - concurrency][0] if k >= concurrency else started) for k, (end, _) in enumerate(ends)]
+    steady, first = ends[concurrency:], ends[:concurrency]
+
+    def median(key, rows):
+        values = [r[key] for _, r in rows if key in r]
+        return float(np.median(values)) if values else float("nan")
+
+    useful = [r["time_train_s"] + r["time_eval_s"] for _, r in steady]
+    inside = ("time_reset_s", "time_skip_check_s", "time_trial_s")  # reset and skip check: absent before reuse
+    between = [w - sum(r.get(k, 0.0) for k in inside) for w, (_, r) in zip(walls[concurrency:], steady)]
+    return {"wall": float(np.median(walls[concurrency:])), "useful": float(np.median(useful)),
+            "setup": median("time_setup_s", steady), "log": median("time_log_s", steady),
+            "reset": median("time_reset_s", steady), "skip_check": median("time_skip_check_s", steady),
+            "between": float(np.median(between)), "first_wall": float(np.mean(walls[:concurrency])),
+            "first_setup": float(np.mean([r["time_setup_s"] for _, r in first]))}
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--max-train", type=int, default=512)
+    parser.add_argument("--concurrency", default="2", help="comma-separated concurrent trials (default 2)")
+    parser.add_argument("--cpus", type=int, default=2, help="logical CPUs of the local Ray runtime (default 2)")
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}; model tiny (L2/H128), SST-2, "
-          f"{args.max_train} train examples, {HP}")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {os.cpu_count()} CPUs (load average {load:.1f}), torch {torch.__version__}; model tiny "
+          f"(L2/H128), SST-2, {args.max_train} train examples, {HP}")
     ours, bare = throughput(args.max_train)
     print(f"\ntraining throughput (examples/s, 1 thread, median of 3): seedlab {ours:.1f}, bare loop {bare:.1f}, "
           f"ratio seedlab/bare = {ours / bare:.2f}")
-    print("\nconcurrency  trials  wall/trial(s)  train+eval(s)  setup(s)  log(s)  other(s)  overhead share")
-    for concurrency in (1, 2):
-        wall, m = overhead(args.trials, concurrency, args.max_train)
-        useful = m["train"] + m["eval"]
-        other = max(0.0, wall - m["trial"])
-        print(f"{concurrency:>11}  {args.trials:>6}  {wall:>13.1f}  {useful:>13.1f}  {m['setup']:>8.1f}  "
-              f"{m['log']:>6.2f}  {other:>8.1f}  {1 - useful / wall:>14.1%}")
+    print("\nmedians over the trials after the first per slot, seconds (between: Ray and Tune, outside the trial "
+          "function; reset and skip check: at the trial's start):")
+    print("concurrency  trials  wall/trial  train+eval  fixed overhead, of which: setup  log  reset  skip check  "
+          "between  | first per slot: wall  setup")
+    fixed = {}
+    for concurrency in levels:
+        m = overhead(args.trials, concurrency, args.max_train, args.cpus)
+        fixed[concurrency] = m["wall"] - m["useful"]
+        parts = "  ".join(f"{m[k]:>5.2f}" for k in ("setup", "log", "reset", "skip_check", "between"))
+        print(f"{concurrency:>11}  {args.trials:>6}  {m['wall']:>10.2f}  {m['useful']:>10.2f}  {fixed[concurrency]:>14.2f}"
+              f" ({parts})  |  {m['first_wall']:>19.2f}  {m['first_setup']:>5.2f}")
+    print(f"fixed overhead per trial: {fixed.get(2, fixed[levels[-1]]):.2f} s")
 
 
 if __name__ == "__main__":
