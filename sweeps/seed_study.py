@@ -1,7 +1,7 @@
 """A seed study of a real pretrained model: how much of its fine-tuned result is the random seed?
 
     python sweeps/seed_study.py --profile demo     # what `make demo` runs: CPU, a few minutes
-    python sweeps/seed_study.py --profile cpu      # the study in docs/results/seed_study_cpu.md (~40 min, 2 cores)
+    python sweeps/seed_study.py --profile cpu      # the study in docs/results/seed_study_cpu.md (~30 min, 2 cores)
     ray job submit --working-dir . -- python sweeps/seed_study.py --profile paper   # a GPU cluster, hub checkpoints
 
 Two models, both fine-tuned over several fine-tuning seeds:
@@ -46,7 +46,7 @@ PROFILES = {
         pretrain=DEMO_PRETRAIN,
         description="a real seed study in CPU minutes: MiniLM-L6 and its continued-pretraining seed families",
     ),
-    # ~40 minutes on 2 cores: 3 pretraining seed families x 3 fine-tuning seeds, SST-2 and a pair task.
+    # ~30 minutes on 2 cores: 3 pretraining seed families x 3 fine-tuning seeds, SST-2 and a pair task.
     "cpu": SweepSpec(
         name="cpu",
         tasks=("sst2", "mrpc"),
@@ -55,7 +55,7 @@ PROFILES = {
         model_pretrain_seeds={"minilm": (0,)},
         finetune_seeds=(0, 1, 2),
         hparams={"learning_rate": 1e-4, "batch_size": 16, "epochs": 2, "max_seq_length": 64},
-        data={"max_train": 1000},
+        data={"max_train": 500},  # the demo's budget (measured to learn); the full validation splits
         pretrained=True,
         pretrain=CPU_PRETRAIN,
         description="MiniLM-L6 vs 3 continued-pretraining families x 3 fine-tuning seeds on SST-2 and MRPC",

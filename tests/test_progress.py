@@ -39,6 +39,8 @@ def test_eta_counts_waiting_trials_and_what_running_ones_have_left(clock):
     assert bar.eta_seconds() == pytest.approx((2 * 60 + 40 + 0) / 2)
     bar.finished("b", ok=False)
     assert (bar.done, bar.failed, len(bar.running)) == (1, 1, 1)
+    # one slot briefly empty between trials: still two in parallel (c 40 s left, d and e waiting)
+    assert bar.eta_seconds() == pytest.approx((2 * 60 + 40) / 2)
 
 
 def test_a_log_gets_a_line_per_change_and_a_heartbeat_while_nothing_changes(clock):

@@ -154,7 +154,7 @@ def zhong_sections(table: RunTable, options: AnalysisOptions) -> dict:
                 "baseline Decay'(t) splits a model's runs in two halves, so each model needs >= 2 runs")})
             continue
         bound = decay_lower_bound(grids[small].correct, grids[large].correct, n_bootstrap=options.decay_bootstrap,
-                                  rng=rng)
+                                  rng=rng, names=(small, large))
         fisher = fisher_bh_decay(grids[small].correct, grids[large].correct)
         out["decay"].append({
             "from": small, "to": large, "estimator": "Zhong et al. Theorem 1 lower bound, bootstrap bias-corrected",

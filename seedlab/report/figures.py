@@ -484,7 +484,7 @@ def noise_bars(task: str, t: dict) -> list:
         ax1.set_ylabel("mean over instances (squared 0/1 loss)")
         ax1.set_title("Bias\u00b2")
         _model_ticks(ax1, names)
-        ax1.set_xlabel("model (small \u2192 large)")
+        ax1.set_xlabel("model")
         w = 0.38
         ax2.bar(x - w / 2, [have[m]["means"]["pretrain_var"] for m in names], width=w, color=OKABE_ITO[0],
                 label="PretVar (pretraining seed)")
@@ -495,7 +495,7 @@ def noise_bars(task: str, t: dict) -> list:
         ax2.set_title("Seed variance")
         ax2.legend(frameon=False, loc="upper left", bbox_to_anchor=(0, 1), ncols=1)
         _model_ticks(ax2, names)
-        ax2.set_xlabel("model (small \u2192 large)")
+        ax2.set_xlabel("model")
         top = max(max(have[m]["means"]["pretrain_var"], have[m]["means"]["finetune_var"]) for m in names)
         ax2.set_ylim(top=max(top, 1e-9) * 1.35)  # room for the legend above the bars
         return fig

@@ -22,6 +22,7 @@ class SweepProgress:
         self.name, self.total, self.out = name, total, out
         self.done = self.failed = 0
         self.running: dict[str, float] = {}
+        self.parallel = 1  # the most trials seen running at once: between two trials one slot is briefly empty
         self.durations: list[float] = []
         self.start = time.time()
         self.live = bool(getattr(out, "isatty", lambda: False)())
@@ -31,6 +32,7 @@ class SweepProgress:
 
     def started(self, trial_id: str) -> None:
         self.running[trial_id] = time.time()
+        self.parallel = max(self.parallel, len(self.running))
         self.show()
 
     def finished(self, trial_id: str, ok: bool) -> None:
@@ -49,10 +51,9 @@ class SweepProgress:
             return None
         mean = sum(self.durations) / len(self.durations)
         waiting = self.total - self.done - self.failed - len(self.running)
-        parallel = max(1, len(self.running))
         now = time.time()
         running_left = sum(max(0.0, mean - (now - began)) for began in self.running.values())
-        return (waiting * mean + running_left) / parallel
+        return (waiting * mean + running_left) / self.parallel
 
     def line(self) -> str:
         eta = self.eta_seconds()

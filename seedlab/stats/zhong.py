@@ -214,6 +214,7 @@ def decay_lower_bound(
     step: float = 0.01,
     n_bootstrap: int = 200,
     rng: int | np.random.Generator | None = None,
+    names: tuple[str, str] = ("c1", "c2"),
 ) -> DecayBound:
     """Lower bound on the fraction of instances where model 2 (the larger) is truly worse than model 1.
 
@@ -227,6 +228,8 @@ def decay_lower_bound(
         Instance-bootstrap replicates for the bias correction of the max.
     rng : int, numpy.random.Generator or None, default=None
         Seed of ``np.random.default_rng``, or a Generator.
+    names : (str, str), default=("c1", "c2")
+        What the caveat calls the two models (their names, in an analysis).
 
     Returns
     -------
@@ -318,7 +321,7 @@ def decay_lower_bound(
             "so the guarantee is weakened (halves were split by pretraining seed to keep the seed-tree noise "
             "of the baseline equal to that of dhat)"
         )
-    for name, u in (("c1", u1), ("c2", u2)):
+    for name, u in zip(names, (u1, u2)):
         if u.split_by == "fine-tuning run":
             caveats.append(
                 f"{name} has a single pretraining seed: its halves split fine-tuning runs, so pretraining-seed "

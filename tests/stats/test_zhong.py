@@ -156,7 +156,9 @@ def test_decay_curves_by_hand_and_shapes():
     assert res.split["c2"] == {"split_by": "pretraining seed", "half_a": [0], "half_b": [1, 2]}
     assert res.caveat is not None and "nested" in res.caveat  # c1 is nested
     single = zhong.decay_lower_bound(c1[:1], c2, n_bootstrap=5, rng=0)
-    assert single.split["c1"]["split_by"] == "fine-tuning run" and "single pretraining seed" in single.caveat
+    assert single.split["c1"]["split_by"] == "fine-tuning run" and "c1 has a single pretraining seed" in single.caveat
+    named = zhong.decay_lower_bound(c1[:1], c2, n_bootstrap=5, rng=0, names=("minilm", "minilm+mlm"))
+    assert "minilm has a single pretraining seed" in named.caveat and "c1" not in named.caveat
     # reproducible
     assert zhong.decay_lower_bound(c1, c2, n_bootstrap=20, rng=0).estimate == res.estimate
 
