@@ -26,7 +26,8 @@ SWEEP_FILE = textwrap.dedent("""
 
 def test_a_local_sweep_prints_stages_progress_and_result_only(tmp_path):
     (tmp_path / "sweep.py").write_text(SWEEP_FILE)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "PYTHONPATH": str(REPO),
+           "SEEDLAB_RAY_STORAGE": str(tmp_path / "ray_results")}
     env.pop("RAY_ADDRESS", None)  # a local runtime, as `python sweeps/...` on one machine starts
     proc = subprocess.run([sys.executable, "sweep.py", "--profile", "quick"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -40,3 +41,8 @@ def test_a_local_sweep_prints_stages_progress_and_result_only(tmp_path):
     assert any(line.startswith("[quick] done 2/2 | running 0 | failed 0") for line in lines)
     unexpected = [line for line in lines if not line.startswith(("[quick]", "[ray]"))]
     assert not unexpected, "lines that are not a stage's:\n" + "\n".join(unexpected)
+    # the MLflow store is the record: the driver writes no per-trial result files beside Tune's own state
+    trial_dirs = [d for d in (tmp_path / "ray_results").glob("*/*") if d.is_dir()]
+    assert len(trial_dirs) == 2, trial_dirs
+    written = [f.name for d in trial_dirs for f in d.iterdir()]
+    assert not [n for n in written if n in ("result.json", "progress.csv") or n.startswith("events.out")], written

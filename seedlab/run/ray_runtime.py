@@ -18,7 +18,11 @@ import sys
 QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
              "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
              # Tune's legacy reporter honours verbose=0 (the new one prints a configuration table regardless)
-             "RAY_AIR_NEW_OUTPUT": "0"}
+             "RAY_AIR_NEW_OUTPUT": "0",
+             # No CSV, JSON and TensorBoard files per trial, written by the driver at every result: the MLflow
+             # store is the record, and on a sweep of short trials the driver's time is the bottleneck
+             # (benchmarks/RESULTS.md, issue 14). Tune's own experiment state, for a restore, is kept.
+             "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 
 
 def quiet_process() -> None:
@@ -27,6 +31,9 @@ def quiet_process() -> None:
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    # Without those files, Tune's result grid warns once per trial that it found no result.json to read
+    # (seedlab reads each trial's result from memory and its record from MLflow)
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 def init_ray(out=sys.stdout) -> None:
