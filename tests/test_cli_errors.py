@@ -94,6 +94,24 @@ def test_analyze_rejects_bad_options(store, tmp_path):
     assert_one_line_error(proc, "--figures directory")
 
 
+def test_declared_cells_follow_a_sweep_s_per_model_seed_lists(tmp_path):
+    from seedlab.analysis.loader import load_experiment
+    from seedlab.store.predictions import write_predictions
+    from seedlab.store.contract import client, get_or_create_experiment, log_run, start_sweep_run
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow_client = client(uri)
+    exp = get_or_create_experiment(mlflow_client, "per-model", uri)
+    start_sweep_run(mlflow_client, exp, "s", {"tasks": "sst2", "models": "tiny,mini", "pretrain_seeds": "0,1",
+                                              "model_pretrain_seeds": "mini:0", "finetune_seeds": "0",
+                                              "model_finetune_seeds": "mini:0,1", "methods": "standard"})
+    path = write_predictions(tmp_path / "p" / "validation.parquet", ["a", "b"], [0, 1], [0, 0], np.full((2, 2), 0.5))
+    log_run(mlflow_client, exp, "sst2/mini/p0/f0", {"task": "sst2", "model": "mini", "pretrain_seed": 0,
+            "finetune_seed": 0}, [], {"seedlab.kind": "trial", "seedlab.trial_key": "k"}, {"predictions": str(path)})
+    assert load_experiment("per-model", uri).missing_cells == ["sst2/mini/p0/f1", "sst2/tiny/p0/f0",
+                                                               "sst2/tiny/p1/f0"]
+
+
 def test_analyze_names_declared_cells_without_a_finished_run(tmp_path):
     """A partial design is reported, not silently analysed as if complete."""
     from seedlab.analysis.loader import load_experiment

@@ -43,6 +43,30 @@ def test_model_pretrain_seeds_must_name_a_model_of_the_sweep():
         spec(model_pretrain_seeds={"mini": (0,)}).validate()
 
 
+def test_per_model_finetune_seeds_shape_the_grid_and_the_command_line_sets_every_model_s(capsys):
+    from seedlab.run.sweep import sweep_main
+
+    grid = spec(finetune_seeds=(0, 1, 2), model_finetune_seeds={"minilm": (0, 1)}).cells()
+    runs = sorted((c["model"], c["pretrain_seed"], c["finetune_seed"]) for c in grid)
+    assert runs == [("minilm", 0, 0), ("minilm", 0, 1)] + [("minilm+mlm", p, f) for p in (1, 2) for f in (0, 1, 2)]
+    profiles = {"p": spec(finetune_seeds=(0, 1, 2), model_finetune_seeds={"minilm": (0, 1)})}
+    assert sweep_main(profiles, "t", ["--profile", "p", "--finetune-seeds", "5,6", "--dry-run"]) == 0
+    listed = [line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith("  sst2/")]
+    assert sorted(listed) == sorted(f"sst2/{m}/p{p}/f{f}" for m, p in (("minilm", 0), ("minilm+mlm", 1),
+                                                                        ("minilm+mlm", 2)) for f in (5, 6))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"mini": (0,)}, "model_finetune_seeds names model 'mini'"),
+    ({"minilm": ()}, "model_finetune_seeds names model 'minilm' with seeds ()"),
+    ({"minilm": (0, -1)}, "invalid seed -1"),
+])
+def test_model_finetune_seeds_are_checked_before_launch(overrides, message):
+    with pytest.raises(SeedlabError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+        spec(model_finetune_seeds=overrides).validate()
+    assert "\n" not in str(err.value)
+
+
 def test_a_model_that_cannot_load_is_refused_before_launch(tmp_path):
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -65,6 +89,8 @@ def test_the_sweep_file_profiles_validate():
         profile.validate()
     demo = seed_study.PROFILES["demo"]
     assert len(demo.cells()) >= 8  # the demo's bar: at least 8 fine-tuning runs
+    assert len(demo.cells()) % 2 == 0  # two trials at a time on 2 cores: no last trial runs alone
+    assert all(len(demo.finetune_seeds_for(m)) >= 2 for m in demo.models)  # an SD and a consistency per model
     assert any(len(demo.pretrain_seeds_for(m)) >= 2 for m in demo.models)  # a noise decomposition is possible
 
 

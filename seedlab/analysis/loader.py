@@ -159,13 +159,14 @@ def _missing_cells(store, experiment_id: str, finished, page_size: int = 1000) -
         try:
             tasks, models, methods = p["tasks"].split(","), p["models"].split(","), p.get("methods", "standard").split(",")
             seeds = {m: [int(x) for x in p["pretrain_seeds"].split(",")] for m in models}
-            for part in filter(None, p.get("model_pretrain_seeds", "").split(";")):  # per-model overrides
-                model, listed = part.rsplit(":", 1)
-                seeds[model] = [int(x) for x in listed.split(",")]
-            finetune = [int(x) for x in p["finetune_seeds"].split(",")]
+            finetune = {m: [int(x) for x in p["finetune_seeds"].split(",")] for m in models}
+            for option, per_model in (("model_pretrain_seeds", seeds), ("model_finetune_seeds", finetune)):
+                for part in filter(None, p.get(option, "").split(";")):  # per-model overrides
+                    model, listed = part.rsplit(":", 1)
+                    per_model[model] = [int(x) for x in listed.split(",")]
         except (KeyError, ValueError):
             continue
-        declared |= {(t, m, ps, fs, meth) for t in tasks for m in models for ps in seeds[m] for fs in finetune
+        declared |= {(t, m, ps, fs, meth) for t in tasks for m in models for ps in seeds[m] for fs in finetune[m]
                      for meth in methods}
     have = {(r.task, r.model, r.pretrain_seed, r.finetune_seed, r.method) for r in finished}
     return [trial_run_name(t, m, ps, fs, meth) for t, m, ps, fs, meth in sorted(declared - have)]

@@ -53,6 +53,8 @@ class SweepSpec:
     model_hparams: dict = field(default_factory=dict)
     # per-model overrides of `pretrain_seeds`, e.g. {"minilm": (0,)}: a published checkpoint has one pretraining seed
     model_pretrain_seeds: dict = field(default_factory=dict)
+    # per-model overrides of `finetune_seeds`, e.g. {"minilm": (0, 1)} (make demo: 8 runs fill 2 slots evenly)
+    model_finetune_seeds: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)  # max_train, max_eval, data_seed
     # per-model LoRA ("lora" or seedlab.train.lora.LoraSettings fields), e.g. {"meta-llama/Llama-3.2-3B": {"r": 16}};
     # models not named here are fine-tuned in full
@@ -83,13 +85,15 @@ class SweepSpec:
             validate_method(method)
         for model in self.models:
             validate_model(model)
-        for seed in (*self.pretrain_seeds, *self.finetune_seeds, *(s for v in self.model_pretrain_seeds.values() for s in v)):
+        overrides = (*self.model_pretrain_seeds.values(), *self.model_finetune_seeds.values())
+        for seed in (*self.pretrain_seeds, *self.finetune_seeds, *(s for v in overrides for s in v)):
             if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
                 raise SeedlabError(f"invalid seed {seed!r} (valid: non-negative integers)")
-        for model, seeds in self.model_pretrain_seeds.items():
-            if model not in self.models or not seeds:
-                raise SeedlabError(f"model_pretrain_seeds names model {model!r} with seeds {seeds!r} (valid: a model "
-                                   f"the sweep runs, {', '.join(self.models)}, with at least one seed)")
+        for option in ("model_pretrain_seeds", "model_finetune_seeds"):
+            for model, seeds in getattr(self, option).items():
+                if model not in self.models or not seeds:
+                    raise SeedlabError(f"{option} names model {model!r} with seeds {seeds!r} (valid: a model "
+                                       f"the sweep runs, {', '.join(self.models)}, with at least one seed)")
         for model in self.models:  # one published checkpoint: more pretraining seeds would repeat one computation
             if ((model in NAMED_CHECKPOINTS or model in RANDOM_DECODERS or Path(model).exists())
                     and len(self.pretrain_seeds_for(model)) > 1):
@@ -131,6 +135,9 @@ class SweepSpec:
     def pretrain_seeds_for(self, model: str) -> tuple[int, ...]:
         return tuple(self.model_pretrain_seeds.get(model, self.pretrain_seeds))
 
+    def finetune_seeds_for(self, model: str) -> tuple[int, ...]:
+        return tuple(self.model_finetune_seeds.get(model, self.finetune_seeds))
+
     def pretrained_families(self) -> list[tuple[str, int]]:
         """(model, pretraining seed) of every family the pretraining stage makes (none without a stage)."""
         if self.pretrain is None:
@@ -159,7 +166,7 @@ class SweepSpec:
                 hparams = dict(choice.hparams) if choice else self.hparams_for(m)
                 for k in self.methods:  # one tuning choice per (task, model), shared by its methods
                     for p in self.pretrain_seeds_for(m):
-                        for f in self.finetune_seeds:
+                        for f in self.finetune_seeds_for(m):
                             # models seedlab cannot pretrain are fine-tuned from their own published weights
                             cell = {"task": t, "model": m, "method": k, "pretrain_seed": p, "finetune_seed": f,
                                     "hparams": hparams, "data": dict(self.data),
@@ -309,9 +316,8 @@ def run_sweep(spec: SweepSpec, experiment: str | None = None, tracking_uri: str 
     params = {"profile": spec.name, "tasks": ",".join(spec.tasks), "models": ",".join(spec.models),
               "methods": ",".join(spec.methods),
               "pretrain_seeds": ",".join(map(str, spec.pretrain_seeds)),
-              **({"model_pretrain_seeds": ";".join(f"{m}:{','.join(map(str, v))}"
-                                                   for m, v in spec.model_pretrain_seeds.items())}
-                 if spec.model_pretrain_seeds else {}),
+              **{option: ";".join(f"{m}:{','.join(map(str, v))}" for m, v in getattr(spec, option).items())
+                 for option in ("model_pretrain_seeds", "model_finetune_seeds") if getattr(spec, option)},
               "finetune_seeds": ",".join(map(str, spec.finetune_seeds)), "cells": len(spec.cells()), "use_gpu": use_gpu,
               **{f"hp_{k}": v for k, v in spec.hparams.items()},
               **{f"hp_{m}_{k}": v for m, o in spec.model_hparams.items() for k, v in o.items()},
@@ -483,8 +489,9 @@ def _with_overrides(spec: SweepSpec, args) -> SweepSpec:
         changes["methods"] = tuple(m.strip() for m in args.methods.split(","))
     if args.pretrain_seeds:
         changes["pretrain_seeds"] = seeds(args.pretrain_seeds, "--pretrain-seeds")
-    if args.finetune_seeds:
+    if args.finetune_seeds:  # for every model: the profile's per-model lists give way to the command line's
         changes["finetune_seeds"] = seeds(args.finetune_seeds, "--finetune-seeds")
+        changes["model_finetune_seeds"] = {}
     return replace(spec, **changes)
 
 
