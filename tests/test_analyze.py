@@ -157,3 +157,17 @@ def test_the_pearson_between_runs_of_a_regression_task(tmp_path):
     close([got["pearson"][k] for k in ("mean", "sd", "min", "max")], _pair_spread(r))
     text = render_summary(result)
     assert "Pearson between runs" in text and f"{np.mean(r):.4f} \u00b1 {np.std(r):.4f}" in text
+
+
+def test_each_decay_note_is_printed_once_whatever_the_number_of_pairs(tmp_path):
+    from seedlab.analysis.render import render_summary
+
+    names = ["a", "b", "c"]  # one pretraining seed each: every ordered pair carries both models' notes
+    table, _ = simulate_experiment(n_models=3, model_names=names, P=1, F=4, m=60, rng=3, task="sst2")
+    result = analyze(load_experiment("single", build_store(tmp_path, "single", [table])),
+                     AnalysisOptions(n_bootstrap=B, seed=SEED, decay_bootstrap=DECAY_B))
+    assert len(result["tasks"]["sst2"]["zhong"]["decay"]) == 6
+    notes = [line for line in render_summary(result).splitlines() if line.startswith("  note: ")]
+    assert sorted(notes) == [f"  note: {n} has a single pretraining seed: its halves split fine-tuning runs, so "
+                             "pretraining-seed noise is not represented and the bound is conditional on that "
+                             "pretrained model" for n in names]

@@ -130,7 +130,8 @@ def _zhong(t: dict) -> list[str]:
         rows = [[d["from"], d["to"], fmt(d["max_difference"]), fmt(d["lower_bound"]), fmt(d["argmax_t"], 2),
                  fmt(d["fisher_bh"]["fraction"])] for d in z["decay"]]
         out += text_table(["from", "to", "raw max", "bias-corrected", "at t", "Fisher+BH"], rows)
-        caveats = {d["caveat"] for d in z["decay"] if d["caveat"]}
+        # each pair's caveat joins one note per model with "; ": print each note once, not once per pair
+        caveats = dict.fromkeys(part for d in z["decay"] if d["caveat"] for part in d["caveat"].split("; "))
         out += [f"  note: {c}" for c in caveats]
     for d in z.get("decay_unavailable", []):
         out.append(f"decaying instances {d['from']} -> {d['to']}: not available: {d['unavailable']}")

@@ -450,7 +450,7 @@ def decay_curves(task: str, t: dict) -> list:
                "instance-accuracy difference (to \u2212 from) is \u2264 t; Decay\u2032(t) is the same share between "
                "two random halves of one model's runs, where no true difference exists. The largest gap, "
                "bias-corrected, is the lower bound on the share of decaying instances.")
-    caveats = list(dict.fromkeys(d["caveat"] for d in decay if d["caveat"]))
+    caveats = list(dict.fromkeys(part for d in decay if d["caveat"] for part in d["caveat"].split("; ")))
     if caveats:
         caption += " Note: " + " ".join(c[0].upper() + c[1:] + ("" if c.endswith(".") else ".") for c in caveats)
     if skipped:

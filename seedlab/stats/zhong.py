@@ -317,7 +317,7 @@ def decay_lower_bound(
     caveats = []
     if u1.nested or u2.nested:
         caveats.append(
-            "runs are nested (fine-tuning runs share pretraining seeds); Theorem 1 assumes independent runs, "
+            "runs are nested (fine-tuning runs share pretraining seeds): Theorem 1 assumes independent runs, "
             "so the guarantee is weakened (halves were split by pretraining seed to keep the seed-tree noise "
             "of the baseline equal to that of dhat)"
         )
@@ -350,7 +350,7 @@ def decay_lower_bound(
         dprime=dprime[0],
         n_instances=int(m),
         split=split,
-        caveat="; ".join(caveats) if caveats else None,
+        caveat="; ".join(caveats) if caveats else None,  # each part without "; ": readers split on it
     )
 
 
