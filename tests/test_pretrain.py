@@ -1,6 +1,7 @@
 """Masked-LM pretraining on real WikiText-2: masking, seeding, learning, checkpoints, the Ray stage and
 checkpoint resolution from MLflow. Small enough for CPU (tiny BERT, short blocks, a handful of steps)."""
 
+import hashlib
 import io
 import json
 
@@ -108,6 +109,18 @@ def test_config_key_and_validation():
     assert PretrainConfig("tiny", 0).key() == PretrainConfig("tiny", 0).key()
     assert PretrainConfig("tiny", 0).key() != PretrainConfig("tiny", 1).key()
     assert PretrainConfig("tiny", 0).key() != PretrainConfig("tiny", 0, max_steps=7).key()
+
+
+def test_the_pretraining_key_carries_its_compute_version(monkeypatch):
+    from seedlab.train.pretrain import config
+
+    keys = {}
+    for version in (1, 2, 3):
+        monkeypatch.setattr(config, "PRETRAIN_COMPUTE_VERSION", version)
+        keys[version] = PretrainConfig("tiny", 0).key()
+    assert len(set(keys.values())) == 3  # a checkpoint of earlier code is not found for the new code's config
+    unversioned = json.dumps(PretrainConfig("tiny", 0).as_params(), sort_keys=True, separators=(",", ":"))
+    assert keys[1] == hashlib.sha256(unversioned.encode()).hexdigest()[:20]  # checkpoints made before versions
     for bad in (dict(size="huge"), dict(schedule="step"), dict(max_steps=0), dict(max_seq_length=1024)):
         with pytest.raises(SeedlabError):
             PretrainConfig(**{"size": "tiny", "pretrain_seed": 0, **bad}).validate()

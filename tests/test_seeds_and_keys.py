@@ -72,8 +72,8 @@ def test_the_compute_version_enters_the_trial_key(monkeypatch):
 
     resolved = resolve_cell(CELL)
     del resolved["method"]  # "standard" stays out of the key
-    canonical = json.dumps({**resolved, "compute_version": 2}, sort_keys=True, separators=(",", ":"))
-    # version 2: resolve_model draws the head from init_seed alone, so version-1 runs of a cell are not reused
+    canonical = json.dumps({**resolved, "compute_version": 3}, sort_keys=True, separators=(",", ":"))
+    # version 3: AdamW's fused kernel, so runs of a cell by earlier code (versions 1 and 2) are not reused
     assert trial_key(CELL) == hashlib.sha256(canonical.encode()).hexdigest()[:20]
     assert trial_key(CELL) == trial_key(dict(CELL))  # equal cells, equal keys
     keys = {}

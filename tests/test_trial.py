@@ -106,3 +106,28 @@ def test_predict_returns_the_states_of_its_own_forward_pass():
     expected = torch.cat([torch.stack([h[:, 0, :] for h in layers[1:]]) for layers in hidden], dim=1)
     assert states.shape == (2, 20, 128)
     assert np.array_equal(states, expected.numpy().astype(np.float16))
+
+
+def test_adamw_is_fused_where_torch_has_the_kernel_and_makes_the_loop_s_update():
+    from seedlab.train.finetune import adamw
+
+    torch.manual_seed(0)
+    weights = [torch.randn(7, 5), torch.randn(5)]
+    grads = [torch.randn_like(w) for w in weights]
+    results = {}
+    for name, make in (("fused", lambda ps: adamw([{"params": ps, "weight_decay": 0.01}], lr=1e-2)),
+                       ("loop", lambda ps: torch.optim.AdamW([{"params": ps, "weight_decay": 0.01}], lr=1e-2,
+                                                             foreach=False))):
+        params = [w.clone().requires_grad_() for w in weights]
+        optimizer = make(params)
+        for _ in range(3):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            optimizer.step()
+        results[name] = (optimizer.defaults.get("fused"), [p.detach() for p in params])
+    assert results["fused"][0] is True and not results["loop"][0]
+    for a, b in zip(results["fused"][1], results["loop"][1]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        assert not torch.equal(a, weights[0] if a.shape == weights[0].shape else weights[1])  # it moved
+    on_meta = adamw([torch.empty(3, device="meta", requires_grad=True)], lr=1e-3)
+    assert not on_meta.defaults.get("fused")  # no fused kernel there: torch's default implementation

@@ -67,7 +67,8 @@ PAGE_SIZE = 1000  # runs per search request; every query pages until the store h
 # Bump when a change alters what a trial computes from the same cell (its outputs), so that runs logged by
 # earlier code are not taken for runs of the new code: it enters every trial key from version 2 on.
 # 2: resolve_model draws the classifier head from init_seed alone (before: a whole second BERT was drawn first).
-COMPUTE_VERSION = 2
+# 3: AdamW's fused kernel (seedlab.train.finetune.adamw): the same update, rounded differently.
+COMPUTE_VERSION = 3
 
 
 # --- names

@@ -16,6 +16,10 @@ from seedlab.train.seeds import derive_seed
 
 PRETRAIN_SEED_PURPOSES = ("pretrain_head", "pretrain_order", "pretrain_mask", "pretrain_dropout")
 SCHEDULES = ("linear", "cosine")
+# Bump when a change alters what pretraining computes from the same config, so that a checkpoint made by
+# earlier code is not taken for one of the new code (as seedlab.store.contract.COMPUTE_VERSION for trials).
+# 2: AdamW's fused kernel (seedlab.train.finetune.adamw).
+PRETRAIN_COMPUTE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,12 @@ class PretrainConfig:
         return asdict(self)
 
     def key(self) -> str:
-        """A deterministic id of the pretraining this config describes: equal configs, equal keys."""
-        canonical = json.dumps(self.as_params(), sort_keys=True, separators=(",", ":"))
+        """A deterministic id of the pretraining this config describes: equal configs, equal keys. The compute
+        version (PRETRAIN_COMPUTE_VERSION) enters from version 2 on, so earlier checkpoints keep their keys."""
+        params = self.as_params()
+        if PRETRAIN_COMPUTE_VERSION > 1:
+            params["compute_version"] = PRETRAIN_COMPUTE_VERSION
+        canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 

@@ -118,9 +118,10 @@ def configure_optimizer(model, config: PretrainConfig):
     """(AdamW, its schedule): weight decay on every weight but biases and LayerNorm, RoBERTa's betas and eps."""
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
     decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-6)
+    from seedlab.train.finetune import adamw
+
+    optimizer = adamw([{"params": decay, "weight_decay": config.weight_decay},
+                       {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-6)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
 
 
