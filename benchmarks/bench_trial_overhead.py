@@ -35,7 +35,8 @@ HP = {"learning_rate": 1e-3, "batch_size": 32, "epochs": 2, "max_seq_length": 64
 
 def bare_loop(model, data, hp, order_seed):
     """The textbook loop: shuffle, pad, forward, loss, backward, step. No scheduler, no clipping, no logging."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=hp.learning_rate)
+    # the same optimiser as seedlab's (fused AdamW: seedlab.train.finetune.adamw), so the ratio is the loop's
+    optimizer = torch.optim.AdamW(model.parameters(), lr=hp.learning_rate, fused=True)
     generator = torch.Generator().manual_seed(order_seed)
     steps = math.ceil(len(data.labels) / hp.batch_size) * int(hp.epochs)
     done, start = 0, time.perf_counter()
