@@ -143,3 +143,16 @@ def test_the_real_checkpoint_and_its_families_fine_tune_through_ray_and_mlflow(t
     # two families of one checkpoint are two backbones: the same fine-tuning seed gives other probabilities
     assert not np.allclose(probs[rows["minilm+mlm", 1, 0]], probs[rows["minilm+mlm", 2, 0]])
     assert not np.allclose(probs[rows["minilm", 0, 0]], probs[rows["minilm", 0, 1]])
+
+
+def test_narrowing_models_on_the_command_line_keeps_the_profile_s_per_model_settings(capsys):
+    from seedlab.run.sweep import sweep_main
+
+    profiles = {"p": spec(finetune_seeds=(0, 1, 2), model_finetune_seeds={"minilm": (0, 1)},
+                          model_hparams={"minilm": {"learning_rate": 3e-5}})}
+    assert sweep_main(profiles, "t", ["--profile", "p", "--models", "minilm+mlm", "--dry-run"]) == 0
+    listed = [line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith("  sst2/")]
+    assert sorted(listed) == [f"sst2/minilm+mlm/p{p}/f{f}" for p in (1, 2) for f in (0, 1, 2)]
+    assert sweep_main(profiles, "t", ["--profile", "p", "--models", "minilm", "--dry-run"]) == 0
+    listed = [line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith("  sst2/")]
+    assert listed == ["sst2/minilm/p0/f0", "sst2/minilm/p0/f1"]  # its own seed lists still apply

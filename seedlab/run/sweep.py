@@ -243,6 +243,10 @@ def trial_dirname(cells: list[dict]):
     return name
 
 
+# SweepSpec fields keyed by model name (each checked by `validate` to name only models the sweep runs)
+PER_MODEL_OPTIONS = ("model_hparams", "model_pretrain_seeds", "model_finetune_seeds", "model_peft", "model_training")
+
+
 @dataclass
 class SweepResult:
     experiment: str
@@ -483,8 +487,10 @@ def _with_overrides(spec: SweepSpec, args) -> SweepSpec:
     changes = {}
     if args.tasks:
         changes["tasks"] = tuple(t.strip() for t in args.tasks.split(","))
-    if args.models:
+    if args.models:  # a subset of the profile's models keeps their per-model settings and drops the others'
         changes["models"] = tuple(m.strip() for m in args.models.split(","))
+        for option in PER_MODEL_OPTIONS:
+            changes[option] = {m: v for m, v in getattr(spec, option).items() if m in changes["models"]}
     if args.methods:
         changes["methods"] = tuple(m.strip() for m in args.methods.split(","))
     if args.pretrain_seeds:
