@@ -1,6 +1,7 @@
 """What a user's terminal shows for a sweep run as `python sweeps/<file>.py`: the stages, their progress lines
 and the result, with no traceback, progress bar or library notice between them."""
 
+import json
 import os
 import subprocess
 import sys
@@ -46,3 +47,11 @@ def test_a_local_sweep_prints_stages_progress_and_result_only(tmp_path):
     assert len(trial_dirs) == 2, trial_dirs
     written = [f.name for d in trial_dirs for f in d.iterdir()]
     assert not [n for n in written if n in ("result.json", "progress.csv") or n.startswith("events.out")], written
+    # each trial's directory names its cell, and Tune's saved state holds the name-maker once per trial, not
+    # with the grid's cells inside (that made every trial's state as large as the grid)
+    assert sorted(d.name[d.name.index("_0000"):] for d in trial_dirs) == ["_00000_sst2_tiny_p0_f0",
+                                                                           "_00001_sst2_tiny_p0_f1"]
+    state = json.loads(next((tmp_path / "ray_results").glob("*/experiment_state-*.json")).read_text())
+    assert len(state["trial_data"]) == 2
+    for trial_json, _ in state["trial_data"]:
+        assert len(json.loads(trial_json)["trial_dirname_creator"]) < 500  # a closure over 2 cells: > 1,600

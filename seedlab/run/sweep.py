@@ -197,21 +197,22 @@ class SweepSpec:
         return for_trial
 
 
-def cell_order(n_cells: int):
-    """A Tune searcher that hands out the cell indices 0 .. n_cells - 1, one per trial, as Tune asks for
-    them: Tune's grid expands and deep-copies every variant before its first trial (quadratic in the cells)."""
+def cell_order(labels: list[str]):
+    """A Tune searcher that hands out the cell indices 0 .. len(labels) - 1, one per trial, as Tune asks for
+    them (Tune's grid expands and deep-copies every variant before its first trial: quadratic in the cells),
+    each with its cell's label (`cell_label`) for the trial's directory name."""
     from ray.tune.search import Searcher
 
     class CellOrder(Searcher):
         def __init__(self):
             super().__init__()
-            self.n_cells, self.next_index = n_cells, 0
+            self.labels, self.next_index = list(labels), 0
 
         def suggest(self, trial_id: str):
-            if self.next_index >= self.n_cells:
+            if self.next_index >= len(self.labels):
                 return Searcher.FINISHED
             self.next_index += 1
-            return {"cell_index": self.next_index - 1}
+            return {"cell_index": self.next_index - 1, "cell_label": self.labels[self.next_index - 1]}
 
         def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
             pass  # nothing to learn: the order is fixed
@@ -220,27 +221,30 @@ def cell_order(n_cells: int):
             return True  # the param_space holds only constants (the context)
 
         def save(self, checkpoint_path: str) -> None:  # Tune's experiment state, as JSON
-            Path(checkpoint_path).write_text(json.dumps({"n_cells": self.n_cells, "next_index": self.next_index}))
+            Path(checkpoint_path).write_text(json.dumps({"labels": self.labels, "next_index": self.next_index}))
 
         def restore(self, checkpoint_path: str) -> None:
             state = json.loads(Path(checkpoint_path).read_text())
-            self.n_cells, self.next_index = state["n_cells"], state["next_index"]
+            self.labels, self.next_index = state["labels"], state["next_index"]
 
     return CellOrder()
 
 
-def trial_dirname(cells: list[dict]):
-    """Trial directory names that say which cell runs there: `<trial id>_<index>_<task>_<model>_p<p>_f<f>[_<method>]`."""
+def cell_label(cell: dict) -> str:
+    """`<task>_<model>_p<p>_f<f>[_<method>]`, with only characters a directory name can hold."""
+    method = cell.get("method", "standard")
+    text = f"{cell['task']}_{cell['model']}_p{cell['pretrain_seed']}_f{cell['finetune_seed']}"
+    text += "" if method == "standard" else f"_{method}"
+    return "".join(ch if ch.isalnum() or ch in "_-." else "-" for ch in text)
 
-    def name(trial) -> str:
-        index = trial.config["cell_index"]
-        c = cells[index]
-        method = c.get("method", "standard")
-        text = f"{trial.trial_id}_{index:05d}_{c['task']}_{c['model']}_p{c['pretrain_seed']}_f{c['finetune_seed']}"
-        text += "" if method == "standard" else f"_{method}"
-        return "".join(ch if ch.isalnum() or ch in "_-." else "-" for ch in text)
 
-    return name
+def trial_dirname(trial) -> str:
+    """A trial directory name that says which cell runs there: `<trial id>_<index>_<cell label>`.
+
+    A module-level function that reads the trial's own config: Tune stores the dirname creator in every trial's
+    saved state, so a closure over the grid's cells made each trial's state as large as the grid (a 5,000-cell
+    sweep's experiment state reached 2.6 GB and the driver's memory grew with the square of the trials)."""
+    return f"{trial.trial_id}_{trial.config['cell_index']:05d}_{trial.config['cell_label']}"
 
 
 # SweepSpec fields keyed by model name (each checked by `validate` to name only models the sweep runs)
@@ -379,9 +383,9 @@ def _run_parented(spec, experiment, experiment_id, uri, store, parent, use_gpu, 
     tuner = tune.Tuner(
         tune.with_resources(trainable, spec.resources(use_gpu, [c["model"] for c in todo])),
         param_space={"context": context},
-        tune_config=tune.TuneConfig(search_alg=cell_order(len(todo)), num_samples=len(todo),
+        tune_config=tune.TuneConfig(search_alg=cell_order([cell_label(c) for c in todo]), num_samples=len(todo),
                                     max_concurrent_trials=max_concurrent, reuse_actors=True,
-                                    trial_dirname_creator=trial_dirname(todo)),
+                                    trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=f"{experiment}-{parent[:8]}",
             storage_path=os.environ.get("SEEDLAB_RAY_STORAGE"),
