@@ -9,6 +9,7 @@ stand: worker output goes to the job's log, where `ray job logs` shows it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -56,6 +57,37 @@ def init_ray(out=sys.stdout) -> None:
         print(f"[ray] local runtime started; worker logs in {_session_logs()}", file=out, flush=True)
     else:
         ray.init(address=address, logging_level="WARNING")
+
+
+def trial_slots(cpus_per_trial: float, gpu_per_trial: float = 0.0) -> int:
+    """How many trials of that size the cluster holds at once now (at least 1)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    slots = int(resources.get("CPU", 1) // cpus_per_trial)
+    if gpu_per_trial > 0:
+        slots = min(slots, int(resources.get("GPU", 0) / gpu_per_trial + 1e-9))
+    return max(1, slots)
+
+
+@contextlib.contextmanager
+def pending_trials(count: int):
+    """Let Tune keep `count` trials pending (a placement group requested, an actor starting) at once.
+
+    Tune allows one pending trial with a custom searcher (seedlab's cell order) unless the searcher sits under a
+    concurrency limit, so actors start one at a time and, on a sweep of short trials, the second slot's actor is
+    evicted between trials while one worker runs them all (benchmarks/RESULTS.md, issue 14). Tune reads
+    TUNE_MAX_PENDING_TRIALS_PG when the run starts; a value the user set stays.
+    """
+    name = "TUNE_MAX_PENDING_TRIALS_PG"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = str(max(1, count))
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def _session_logs() -> str:

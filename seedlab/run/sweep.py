@@ -11,7 +11,9 @@ At the speed of the hardware, for grids of any size:
 - the cells go to the workers once (`tune.with_parameters`), and Tune gets cell indices from a searcher that
   hands them out as trials start (`CellOrder`), so nothing is expanded or copied per cell up front;
 - workers are reused between trials (`TuneConfig(reuse_actors=True)`); `seedlab.run.trial.reset_worker_state`
-  gives each trial the state of a fresh process, and a worker that dies is replaced by a fresh one;
+  gives each trial the state of a fresh process, and a worker that dies is replaced by a fresh one; Tune may
+  keep as many trials pending as the cluster has slots (`seedlab.run.ray_runtime.pending_trials`), so every
+  slot's worker starts at once and stays busy;
 - a rerun marks the parent run of a killed driver KILLED (with a note naming the rerun), and Ctrl-C stops the
   trials, marks this launch's parent run KILLED and says how to resume (run the same command again).
 """
@@ -394,8 +396,13 @@ def _run_parented(spec, experiment, experiment_id, uri, store, parent, use_gpu, 
             verbose=0,
         ),
     )
+    from seedlab.run.ray_runtime import pending_trials, trial_slots
+
+    gpu_per_trial = min(spec.gpu_fraction.get(c["model"], 1.0) for c in todo) if use_gpu else 0.0
+    slots = min(trial_slots(spec.cpus_per_trial, gpu_per_trial), max_concurrent or len(todo), len(todo))
     started = time.time()
-    results = tuner.fit()
+    with pending_trials(slots):  # every free slot starts its actor at once, and no slot's actor sits evicted
+        results = tuner.fit()
     wall = time.time() - started
     failed = sum(1 for r in results if r.error is not None)
     completed = sum(1 for r in results if r.error is None and "run_id" in (r.metrics or {}))
