@@ -186,6 +186,10 @@ class SweepSpec:
                             cells.append(cell)
         return cells
 
+    def gpu_per_trial(self, model: str, use_gpu: bool) -> float:
+        """The GPU share one trial of `model` takes (0 on a cluster without GPUs)."""
+        return self.gpu_fraction.get(model, 1.0) if use_gpu else 0.0
+
     def resources(self, use_gpu: bool, models: list[str] | None = None):
         """The per-trial resource callable handed to `tune.with_resources`. Its config holds the cell, or a
         `cell_index` into `models` (the model of each cell of the grid)."""
@@ -193,8 +197,7 @@ class SweepSpec:
 
         def for_trial(config: dict):
             model = models[config["cell_index"]] if "cell_index" in config else config["cell"]["model"]
-            gpu = self.gpu_fraction.get(model, 1.0) if use_gpu else 0
-            return PlacementGroupFactory([{"CPU": self.cpus_per_trial, "GPU": gpu}])
+            return PlacementGroupFactory([{"CPU": self.cpus_per_trial, "GPU": self.gpu_per_trial(model, use_gpu)}])
 
         return for_trial
 
@@ -398,7 +401,7 @@ def _run_parented(spec, experiment, experiment_id, uri, store, parent, use_gpu, 
     )
     from seedlab.run.ray_runtime import pending_trials, trial_slots
 
-    gpu_per_trial = min(spec.gpu_fraction.get(c["model"], 1.0) for c in todo) if use_gpu else 0.0
+    gpu_per_trial = min(spec.gpu_per_trial(m, use_gpu) for m in {c["model"] for c in todo})
     slots = min(trial_slots(spec.cpus_per_trial, gpu_per_trial), max_concurrent or len(todo), len(todo))
     started = time.time()
     with pending_trials(slots):  # every free slot starts its actor at once, and no slot's actor sits evicted
